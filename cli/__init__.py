@@ -1,0 +1,1 @@
+"""The ``sleuth`` command line: a thin layer over the graphs, tools and gateway."""

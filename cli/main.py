@@ -1,0 +1,132 @@
+"""``sleuth``: investigate anomalies in surveillance video.
+
+Each command is a thin layer over the Python API; later issues add commands here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sleuth.cli.runner import err, fail, request
+
+app = typer.Typer(
+    name="sleuth",
+    help="Investigate anomalies in surveillance video with LLM agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+out = Console(highlight=False, soft_wrap=True)
+
+_STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "fail": "bold red"}
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Show which models, endpoints, services and data paths are configured, and test each."""
+    from sleuth.doctor import run_checks
+
+    with request("doctor") as settings:
+        checks = run_checks(settings)
+    if as_json:
+        out.print_json(json.dumps([check.__dict__ for check in checks]))
+    else:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("area")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        for check in checks:
+            table.add_row(check.area, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail)
+        out.print(table)
+    failed = [check.area for check in checks if check.status == "fail"]
+    if failed:
+        raise fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", 1)
+
+
+def _load_schema(value: str) -> dict[str, Any]:
+    text = Path(value).read_text() if not value.lstrip().startswith("{") and Path(value).is_file() else value
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"--json-schema is neither a JSON file nor valid JSON ({exc.msg}): pass a "
+                   "schema such as '{\"type\":\"object\",...}' or a path to one") from None
+    if not isinstance(schema, dict):
+        raise fail("--json-schema must be a JSON object")
+    return schema
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The question or instruction.")],
+    json_schema: Annotated[str | None, typer.Option(
+        "--json-schema", help="A JSON schema (inline or a file): answer with validated JSON.")] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    role: Annotated[str, typer.Option(help="Model role to ask: llm or vlm.")] = "llm",
+    image: Annotated[list[Path] | None, typer.Option(help="Image file(s) for a VLM role.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Answer length limit.")] = None,
+) -> None:
+    """Ask the configured LLM one question; the answer streams as it is generated."""
+    from sleuth.llm.gateway import Gateway, user_message
+
+    schema = _load_schema(json_schema) if json_schema else None
+    for path in image or []:
+        if not path.is_file():
+            raise fail(f"image {path} does not exist")
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages.append(user_message(prompt, image or []))
+    with request("ask") as settings:
+        gateway = Gateway(settings)
+        if schema is not None:
+            answer = gateway.structured_json(messages, schema, role=role, max_tokens=max_tokens)
+            out.print_json(json.dumps(answer))
+        else:
+            for piece in gateway.stream(messages, role=role, max_tokens=max_tokens):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        totals = gateway.usage.totals()
+        last = gateway.usage.records[-1]
+        err.print(f"[dim]{last.model} · {totals['calls']} call(s) · "
+                  f"{totals['prompt_tokens']} prompt + {totals['completion_tokens']} completion "
+                  f"tokens · {totals['latency_s']:.1f} s[/]")
+
+
+@eval_app.command("llm")
+def eval_llm(
+    model: Annotated[list[str] | None, typer.Option(
+        help="Packaged model name(s) or GGUF path(s); default: both packaged models.")] = None,
+    output: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path(
+        "results/llm_bench.json"),
+    repeats: Annotated[int, typer.Option(help="Repetitions per measurement (median).")] = 3,
+) -> None:
+    """Benchmark the embedded LLMs: load time, TTFT, tokens/s, cached prefix, peak memory."""
+    from sleuth.evals.llm_bench import print_table, run_benchmarks
+
+    with request("eval llm") as settings:
+        results = run_benchmarks(model or ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"],
+                                 repeats=repeats, settings=settings, log=err.print)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2))
+    print_table(results, out)
+    err.print(f"wrote {output}")
+    if any("error" in result for result in results):
+        raise fail("some models could not be benchmarked (see the table)", 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

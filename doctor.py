@@ -1,0 +1,186 @@
+"""What Sleuth is configured to use, and whether each part really works right now.
+
+Every check does the real thing where it is cheap enough (starts the embedded model and asks it
+for one token, loads the embedder and embeds a word, opens the Qdrant folder or URL), so the
+report is true rather than assumed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from sleuth.config import Settings, config_files
+from sleuth.errors import SleuthError
+
+Status = Literal["ok", "info", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    status: Status
+    detail: str
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_runtime(_: Settings) -> list[Check]:
+    versions = ", ".join(f"{name} {_version(name) or 'missing'}" for name in
+                         ("litellm", "langgraph", "xllamacpp", "opentelemetry-sdk", "pydantic",
+                          "sentence-transformers", "transformers", "torch"))
+    return [Check("sleuth", "ok", f"{_version('sleuth') or 'source'} on Python "
+                  f"{platform.python_version()} ({sys.executable})"),
+            Check("packages", "ok", versions)]
+
+
+def check_gpu(_: Settings) -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("gpu", "fail", "torch is not installed: run the setup again")]
+    build = f"torch {torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})"
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        return [Check("gpu", "ok", f"{names}; {build}")]
+    return [Check("gpu", "info", f"none, running on {os.cpu_count()} CPU cores; {build}")]
+
+
+def check_config(settings: Settings) -> list[Check]:
+    files = config_files()
+    source = ", ".join(map(str, files)) if files else "defaults (no sleuth.toml found)"
+    env = sorted(name for name in os.environ if name.startswith("SLEUTH_"))
+    detail = source + (f"; environment: {', '.join(env)}" if env else "")
+    return [Check("config", "ok", detail),
+            Check("cache", "ok" if _writable(settings.cache_dir) else "fail", str(settings.cache_dir))]
+
+
+def check_llm(settings: Settings, role: str = "llm") -> list[Check]:
+    from sleuth.llm import packaged
+    from sleuth.llm.gateway import Gateway
+
+    config = getattr(settings, role)
+    if not config.model and not getattr(config, "gguf", None):
+        note = ("not configured: vision steps use the captioner tools; set vlm.model to a "
+                "vision-capable LiteLLM model") if role == "vlm" else "not configured"
+        return [Check(role, "info", note)]
+    checks = []
+    if role == "llm" and not config.gguf and packaged.is_packaged(config.model):
+        model = packaged.CATALOGUE[config.model]
+        problems = packaged.parts_status(model)
+        if problems:
+            return [Check(role, "fail", f"{problems[0]} ({model.install_hint})")]
+        cached = packaged.cached_and_verified(model, settings.cache_dir)
+        checks.append(Check(f"{role} file", "ok", f"{model.description}, {len(model.parts)} parts "
+                            f"{model.dist_prefix}1..{len(model.parts)}=={model.version}; "
+                            + (f"joined and verified at {cached}" if cached
+                               else "not joined yet (joined and verified on first use)")))
+    gateway = Gateway(settings)
+    started = time.perf_counter()
+    try:
+        endpoint = gateway.endpoint(role)
+        result = gateway.chat([{"role": "user", "content": "Reply with OK."}], role=role,
+                              max_tokens=2)
+    except SleuthError as exc:
+        return [*checks, Check(role, "fail", exc.one_line())]
+    where = endpoint.api_base or "provider default URL"
+    served = "embedded llama.cpp server" if endpoint.local else endpoint.provider
+    checks.append(Check(role, "ok", f"{endpoint.display_name} via {served} at {where}: answered "
+                        f"{result.text.strip()!r} in {time.perf_counter() - started:.1f} s "
+                        "(start-up included)"))
+    return checks
+
+
+def check_embedder(settings: Settings) -> list[Check]:
+    from sleuth.tools.embedder import TextEmbedder
+
+    embedder = TextEmbedder(settings.embedder)
+    started = time.perf_counter()
+    try:
+        vectors = embedder(["a person rides a bicycle"])
+    except SleuthError as exc:
+        return [Check("embedder", "fail", exc.one_line())]
+    return [Check("embedder", "ok", f"{settings.embedder.model} at {embedder.model_path}: "
+                  f"dimension {vectors.shape[1]}, loaded and embedded in "
+                  f"{time.perf_counter() - started:.1f} s")]
+
+
+def check_retriever(settings: Settings) -> list[Check]:
+    if settings.retriever.model:
+        return [Check("retriever", "info", f"{settings.retriever.model} (loaded when a search runs)")]
+    return [Check("retriever", "info", "default: caption text retrieval with the embedder")]
+
+
+def check_qdrant(settings: Settings) -> list[Check]:
+    if settings.qdrant.url:
+        return [_probe_url("qdrant", settings.qdrant.url, "server")]
+    path = settings.qdrant.path or settings.data_dir / "qdrant"
+    status: Status = "ok" if _writable(path) else "fail"
+    return [Check("qdrant", status, f"local mode in {path}" +
+                  ("" if status == "ok" else " (not writable: set qdrant.path or QDRANT_URL)"))]
+
+
+def check_services(settings: Settings) -> list[Check]:
+    ray = _version("ray")
+    checks = [Check("ray serve", "info", f"ray {ray} installed" if ray else
+                    "not installed (model tools run in-process)")]
+    tracing = settings.tracing
+    if tracing.exporter == "otlp":
+        endpoint = tracing.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                                      "http://localhost:4318")
+        checks.append(_probe_url("tracing", endpoint, "OTLP endpoint", warn_only=True))
+    else:
+        checks.append(Check("tracing", "info", f"exporter {tracing.exporter}; message content "
+                            f"{'recorded' if tracing.capture_content else 'not recorded'}"))
+    return checks
+
+
+def check_data(settings: Settings) -> list[Check]:
+    if not settings.data_dirs:
+        return [Check("data", "info", "no data folders configured (data_dirs)")]
+    return [Check("data", "ok" if path.is_dir() and os.access(path, os.R_OK) else "fail",
+                  f"{path}" + ("" if path.is_dir() else " does not exist"))
+            for path in settings.data_dirs]
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK)
+
+
+def _probe_url(area: str, url: str, what: str, warn_only: bool = False) -> Check:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return Check(area, "ok", f"{what} {url} reachable")
+    except OSError as exc:
+        return Check(area, "warn" if warn_only else "fail", f"{what} {url} unreachable ({exc.strerror or exc})")
+
+
+CHECKS: list[Callable[[Settings], list[Check]]] = [
+    check_runtime, check_gpu, check_config, check_llm,
+    lambda settings: check_llm(settings, "vlm"),
+    check_embedder, check_retriever, check_qdrant, check_services, check_data,
+]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check for function in CHECKS for check in function(settings)]

@@ -1,0 +1,1 @@
+"""Evaluations: metrics, benchmark runners and prompt regression suites."""

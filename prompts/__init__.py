@@ -1,0 +1,1 @@
+"""Prompts: versioned templates, one file per prompt, loaded by id."""
