@@ -23,7 +23,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
 from sleuth.errors import ConfigError
 
 EMBEDDED_LLM_DEFAULT = "qwen2.5-coder-0.5b"
@@ -45,6 +44,13 @@ class ModelRole(BaseModel):
     num_retries: int = Field(default=2, ge=0, description="Retries on transient errors.")
     fallbacks: list[str] = Field(
         default_factory=list, description="LiteLLM model strings tried in order when this fails."
+    )
+    structured_output: Literal["auto", "json_schema", "json_object"] = Field(
+        default="auto",
+        description="How a JSON schema reaches the model: 'json_schema' (response_format with "
+        "the schema; llama.cpp and vLLM turn it into a grammar), 'json_object' (JSON mode plus "
+        "the schema in the prompt). 'auto': json_schema for the embedded model, self-hosted "
+        "servers (api_base set) and providers LiteLLM knows to support it.",
     )
 
     @field_validator("api_key_env")

@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-
 from sleuth.config import TracingConfig
 
 # GenAI semantic-convention attribute names, in one place.

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-
 from sleuth.cli.runner import err, fail, request
 
 app = typer.Typer(

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
-
 from sleuth import telemetry
 from sleuth.config import Settings, load_settings
 from sleuth.errors import SleuthError

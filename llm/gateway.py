@@ -31,7 +31,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 from pydantic import BaseModel, ValidationError  # noqa: E402
-
 from sleuth import telemetry  # noqa: E402
 from sleuth.config import LLMRole, ModelRole, Settings, load_settings  # noqa: E402
 from sleuth.errors import (  # noqa: E402
@@ -194,7 +193,7 @@ class Gateway:
                 if endpoint.api_base:
                     params["api_base"] = endpoint.api_base
                 # The key is read from the environment now and handed to LiteLLM only.
-                key = config.api_key() or ("sk-local" if endpoint.local else None)
+                key = config.api_key() or _placeholder_key(endpoint)
                 if key:
                     params["api_key"] = key
                 model_list = [{"model_name": role, "litellm_params": params}]
@@ -345,7 +344,7 @@ class Gateway:
         endpoint = self.endpoint(role)
         response_format = {"type": "json_schema",
                            "json_schema": {"name": _schema_name(name), "schema": json_schema}}
-        if not endpoint.local and not _supports_schema(endpoint.model):
+        if not _use_json_schema(endpoint, self._role_config(role).structured_output):
             response_format = {"type": "json_object"}
             messages = [{"role": "system", "content": "Answer with one JSON object that matches "
                          f"this JSON schema: {json.dumps(json_schema)}"}, *messages]
@@ -395,10 +394,27 @@ def _schema_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "answer"
 
 
-def _supports_schema(model: str) -> bool:
+_KEYLESS_PROVIDERS = {"openai", "hosted_vllm", "openai_like", "llamafile", "lm_studio"}
+
+
+def _placeholder_key(endpoint: Endpoint) -> str | None:
+    """Self-hosted OpenAI-compatible servers need no key, but the OpenAI client insists on one."""
+    if endpoint.local:
+        return "sk-local"
+    if endpoint.api_base and endpoint.provider in _KEYLESS_PROVIDERS \
+            and not os.environ.get("OPENAI_API_KEY"):
+        return "sk-none"
+    return None
+
+
+def _use_json_schema(endpoint: Endpoint, mode: str) -> bool:
+    if mode != "auto":
+        return mode == "json_schema"
+    if endpoint.local or endpoint.api_base:
+        return True
     try:
-        return bool(litellm.supports_response_schema(model=model))
-    except Exception:
+        return bool(litellm.supports_response_schema(model=endpoint.model))
+    except Exception:  # unknown models raise instead of answering False
         return False
 
 
@@ -419,19 +435,46 @@ def _record(endpoint: Endpoint, started: float, ttft: float | None, usage: Any,
         finish_reason=finish, ok=ok)
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import httpx
+    import openai
+
+    return any(isinstance(e, (litellm.exceptions.Timeout, openai.APITimeoutError,
+                              httpx.TimeoutException, TimeoutError)) for e in _chain(exc))
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    import httpx
+    import openai
+
+    kinds = (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
+             openai.APIConnectionError, httpx.ConnectError, ConnectionError)
+    # LiteLLM wraps a refused streaming connection in InternalServerError("Connection error.")
+    return any(isinstance(e, kinds) or "Connection error" in str(e) for e in _chain(exc))
+
+
 def _endpoint_error(endpoint: Endpoint, exc: Exception) -> EndpointError:
+    """Map whatever LiteLLM raised to one typed, one-line error that says what to do."""
     where = endpoint.api_base or endpoint.model
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    if isinstance(exc, litellm.exceptions.Timeout):
+    if _is_timeout(exc):
         return EndpointTimeout(f"{endpoint.role} endpoint {where} timed out after "
-                               f"{endpoint.timeout_s:.0f} s",
+                               f"{endpoint.timeout_s:g} s",
                                hint=f"raise {endpoint.role}.timeout_s or check the server load")
     if isinstance(exc, litellm.exceptions.AuthenticationError):
         return AuthenticationError(f"{endpoint.role} endpoint {where} rejected the API key",
                                    hint=f"set a valid key in the variable named by "
                                    f"{endpoint.role}.api_key_env")
-    if isinstance(exc, (litellm.exceptions.APIConnectionError,
-                        litellm.exceptions.ServiceUnavailableError)):
+    if _is_unreachable(exc):
         return EndpointError(f"cannot reach the {endpoint.role} endpoint {where}",
                              hint=f"start that server or fix {endpoint.role}.api_base "
                              f"(SLEUTH_{endpoint.role.upper()}__API_BASE)")

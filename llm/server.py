@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 from sleuth.config import LLMRole
 from sleuth.errors import EndpointError, ModelFileError
 from sleuth.llm.packaged import resolve_gguf

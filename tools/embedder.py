@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from sleuth import telemetry
 from sleuth.config import EmbedderRole
 from sleuth.errors import ModelFileError
@@ -54,6 +53,10 @@ class TextEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # no "Loading weights" bar in CLI output
+                hf_logging.set_verbosity_error()
 
                 path = self.model_path
                 try:
@@ -66,7 +69,9 @@ class TextEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._load().get_sentence_embedding_dimension())
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into an (n, d) float32 array of unit vectors."""

@@ -1,0 +1,126 @@
+"""Shared fixtures: an isolated configuration per test and a scripted OpenAI-compatible server.
+
+The scripted server is for control-flow tests only (retries, errors, spans); everything that
+claims model quality runs against the real packaged model in the tests marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder per test session, so the packaged GGUF is joined once."""
+    return tmp_path_factory.mktemp("sleuth-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:
+    """No user config, no SLEUTH_* variables and private folders for every test."""
+    for name in list(os.environ):
+        if name.startswith("SLEUTH_") or name in ("QDRANT_URL", "QDRANT_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("SLEUTH_CACHE_DIR", str(model_cache))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@dataclass
+class ScriptedOpenAI:
+    """An OpenAI-compatible chat endpoint that answers from a script, recording every request."""
+
+    replies: list[str] = field(default_factory=list)
+    delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    def next_reply(self) -> str:
+        return self.replies.pop(0) if len(self.replies) > 1 else (self.replies or ["ok"])[0]
+
+
+def _handler(script: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            script.requests.append(body)
+            script.headers.append(dict(self.headers))
+            if script.delay_s:
+                time.sleep(script.delay_s)
+            reply = script.next_reply()
+            usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                words = reply.split(" ")
+                for index, word in enumerate(words):
+                    piece = word if index == 0 else " " + word
+                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0,
+                             "model": "scripted", "choices": [{"index": 0, "delta": {"content": piece},
+                                                               "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                final = {"id": "c", "object": "chat.completion.chunk", "created": 0,
+                         "model": "scripted",
+                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                usage_chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0,
+                               "model": "scripted", "choices": [], "usage": usage}
+                self.wfile.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                return
+            payload = {"id": "r", "object": "chat.completion", "created": 0, "model": "scripted",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": reply}}],
+                       "usage": usage}
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@pytest.fixture
+def scripted_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
+    """A running scripted endpoint, configured as the ``llm`` role."""
+    script = ScriptedOpenAI()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    script.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    monkeypatch.setenv("SLEUTH_LLM__MODEL", "openai/scripted")
+    monkeypatch.setenv("SLEUTH_LLM__API_BASE", script.url)
+    monkeypatch.setenv("SLEUTH_LLM__NUM_RETRIES", "0")
+    yield script
+    httpd.shutdown()
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
