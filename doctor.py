@@ -75,8 +75,8 @@ def check_llm(settings: Settings, role: str = "llm") -> list[Check]:
 
     config = getattr(settings, role)
     if not config.model and not getattr(config, "gguf", None):
-        note = ("not configured: vision steps use the captioner tools; set vlm.model to a "
-                "vision-capable LiteLLM model") if role == "vlm" else "not configured"
+        note = ("not configured (set vlm.model to a vision-capable LiteLLM model for image "
+                "questions)") if role == "vlm" else "not configured"
         return [Check(role, "info", note)]
     checks = []
     if role == "llm" and not config.gguf and packaged.is_packaged(config.model):
@@ -129,9 +129,21 @@ def check_qdrant(settings: Settings) -> list[Check]:
     if settings.qdrant.url:
         return [_probe_url("qdrant", settings.qdrant.url, "server")]
     path = settings.qdrant.path or settings.data_dir / "qdrant"
-    status: Status = "ok" if _writable(path) else "fail"
-    return [Check("qdrant", status, f"local mode in {path}" +
-                  ("" if status == "ok" else " (not writable: set qdrant.path or QDRANT_URL)"))]
+    if not _writable(path):
+        return [Check("qdrant", "fail", f"local mode folder {path} is not writable: set "
+                      "qdrant.path or QDRANT_URL")]
+    try:
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(path=str(path))
+        collections = [c.name for c in client.get_collections().collections]
+        client.close()
+    except ImportError:
+        return [Check("qdrant", "fail", "qdrant-client is not installed: run the setup again")]
+    except Exception as exc:  # noqa: BLE001 - e.g. the folder is locked by another process
+        return [Check("qdrant", "fail", f"local mode in {path}: {str(exc).splitlines()[0][:160]}")]
+    return [Check("qdrant", "ok", f"local mode in {path}; collections: "
+                  f"{', '.join(collections) or 'none yet'}")]
 
 
 def check_services(settings: Settings) -> list[Check]:

@@ -34,7 +34,7 @@ if [ -x "$venv/bin/sleuth" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want"
 fi
 
 quiet_pip() {  # pip's progress is noise in CI logs; keep errors and the summary line
-  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 \
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "$@" 2>&1 \
     | { grep -vE "is ignored: it is neither|^Requirement already satisfied|^  (Using cached|Downloading|Obtaining)" || true; }
   return "${PIPESTATUS[0]}"
 }
