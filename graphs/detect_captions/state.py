@@ -1,0 +1,52 @@
+"""Typed input, output and result records of the ``detect_captions`` graph."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ScoreSource = Literal["llm", "reused", "cheap", "fallback"]
+
+
+class FrameResult(BaseModel):
+    """One frame's verdict."""
+
+    index: int
+    score: float = Field(description="Smoothed anomaly score in [0, 1], usable for ROC curves.")
+    raw_score: float = Field(description="Score before temporal smoothing.")
+    anomalous: bool = Field(description="Decision after smoothing.")
+    source: ScoreSource = Field(
+        description="llm: judged by the LLM; reused: a judgment of an identical or near-identical "
+        "caption piece was reused; cheap: scored from cheap signals only (the gate let it pass); "
+        "fallback: the LLM answer stayed invalid, so cheap signals scored it.")
+    broken_rules: list[str] = Field(default_factory=list)
+    evidence: str | None = Field(default=None, description="The caption piece that drove the score.")
+    reason: str | None = None
+
+
+class Event(BaseModel):
+    """A contiguous span of anomalous frames."""
+
+    start: int
+    end: int = Field(description="Last frame of the span (inclusive).")
+    peak_frame: int
+    peak_score: float
+    broken_rules: list[str] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class DetectResult(BaseModel):
+    video: str
+    scene: str
+    rules_version: int
+    frames: list[FrameResult]
+    events: list[Event]
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    fallback_frames: int = 0
+
+    @property
+    def scores(self) -> list[float]:
+        return [frame.score for frame in self.frames]
