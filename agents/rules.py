@@ -1,25 +1,108 @@
-"""Rule induction and aggregation agents (work in progress: the lead developer writes this file)."""
+"""Rule induction and aggregation (AnomalyRuler's induction stage, HyCoVAD's rule generation).
+
+- :func:`induce_rules`: one LLM call turns captions of a scene into normal and anomaly rules.
+- :func:`aggregate_rules`: merges rule sets without an LLM: semantic duplicates (embedder cosine
+  above a threshold) collapse into the first wording, a normal rule that contradicts an anomaly
+  rule (near-identical meaning) is dropped so the stricter rule wins, and every unique anomaly
+  rule is kept. The output order is stable (anomaly before normal, first seen first).
+- :func:`induce_from_unlabeled`: HyCoVAD's recipe for footage without normal references: sample
+  captions of each video, induce per video, aggregate.
+"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from sleuth.agents.schemas import RuleSet
+import numpy as np
+from pydantic import BaseModel, Field
+from sleuth import telemetry
+from sleuth.agents.schemas import Category, Kind, Rule, RuleSet
+from sleuth.errors import SleuthError
+from sleuth.llm.gateway import Gateway, get_gateway
+from sleuth.prompts import load_prompt
+from sleuth.tools.embedder import TextEmbedder
+
+DUPLICATE_COSINE = 0.85  # two rules this close say the same thing
+CONTRADICTION_COSINE = 0.80  # a normal rule this close to an anomaly rule contradicts it
 
 
-def induce_rules(captions: Sequence[str], *, scene: str = "default", gateway: Any = None) -> RuleSet:
-    """Induce normal and anomaly rules from captions (normal reference frames or unlabeled footage)."""
-    raise NotImplementedError
+class InducedRules(BaseModel):
+    """The schema the induction prompt answers in (grammar-constrained for the local model)."""
+
+    normal_human_activities: list[str] = Field(max_length=12)
+    normal_objects: list[str] = Field(max_length=12)
+    anomaly_human_activities: list[str] = Field(max_length=12)
+    anomaly_objects: list[str] = Field(max_length=12)
+
+    def to_ruleset(self, scene: str) -> RuleSet:
+        groups: list[tuple[list[str], Kind, Category]] = [
+            (self.anomaly_human_activities, "anomaly", "human_activity"),
+            (self.anomaly_objects, "anomaly", "object_environment"),
+            (self.normal_human_activities, "normal", "human_activity"),
+            (self.normal_objects, "normal", "object_environment"),
+        ]
+        rules = [Rule(text=text, kind=kind, category=category)
+                 for texts, kind, category in groups for text in texts if len(text.strip()) >= 2]
+        return RuleSet(scene=scene, rules=rules, source="induced")
 
 
-def aggregate_rules(rulesets: Sequence[RuleSet], *, scene: str = "default", embedder: Any = None) -> RuleSet:
+def induce_rules(captions: Sequence[str], *, scene: str = "default", gateway: Gateway | None = None,
+                 max_rules: int = 8) -> RuleSet:
+    """Induce normal and anomaly rules from captions (normal reference frames or a sample)."""
+    captions = [caption.strip() for caption in captions if caption.strip()]
+    if not captions:
+        raise SleuthError("no captions to induce rules from", hint="pass non-empty captions")
+    prompt = load_prompt("rules.induction")
+    gateway = gateway or get_gateway()
+    with telemetry.agent_span("rule_induction"):
+        listed = "\n".join(f"- {caption}" for caption in captions)
+        answer = gateway.structured(prompt.messages(captions=listed, max_rules=max_rules), InducedRules,
+                                    max_tokens=700)
+    return answer.to_ruleset(scene)
+
+
+def aggregate_rules(rulesets: Sequence[RuleSet], *, scene: str = "default",
+                    embedder: TextEmbedder | None = None) -> RuleSet:
     """Merge rule sets: semantic de-duplication, stricter rule wins, every unique anomaly rule kept."""
-    raise NotImplementedError
+    with telemetry.agent_span("rule_aggregation"):
+        candidates = [rule for ruleset in rulesets for rule in ruleset.anomaly] + \
+                     [rule for ruleset in rulesets for rule in ruleset.normal]
+        if not candidates:
+            return RuleSet(scene=scene, rules=[], source="aggregated")
+        embedder = embedder or TextEmbedder()
+        vectors = embedder([rule.text for rule in candidates])
+        kept: list[int] = []
+        for index, rule in enumerate(candidates):
+            similar = [k for k in kept if float(vectors[index] @ vectors[k]) >= DUPLICATE_COSINE]
+            if any(candidates[k].kind == rule.kind for k in similar):
+                continue  # a duplicate of a rule already kept
+            if rule.kind == "normal" and any(
+                    candidates[k].kind == "anomaly" and float(vectors[index] @ vectors[k]) >= CONTRADICTION_COSINE
+                    for k in kept):
+                continue  # contradicts an anomaly rule: the stricter (anomaly) rule wins
+            kept.append(index)
+        return RuleSet(scene=scene, rules=[candidates[k] for k in kept], source="aggregated")
 
 
 def induce_from_unlabeled(captions_by_video: Mapping[str, Sequence[str]], *, per_video: int = 20,
-                          scene: str = "default", seed: int = 0, gateway: Any = None,
-                          embedder: Any = None) -> RuleSet:
-    """HyCoVAD: sample ``per_video`` captions of each video, induce per video, aggregate."""
-    raise NotImplementedError
+                          scene: str = "default", seed: int = 0, gateway: Gateway | None = None,
+                          embedder: TextEmbedder | None = None) -> RuleSet:
+    """HyCoVAD: sample ``per_video`` captions of each video (evenly spread), induce, aggregate."""
+    rng = random.Random(seed)
+    rulesets = []
+    for video, captions in captions_by_video.items():
+        pool = sorted({caption.strip() for caption in captions if caption.strip()})
+        if not pool:
+            continue
+        sample = rng.sample(pool, min(per_video, len(pool)))
+        with telemetry.agent_span(f"rule_induction {video}"):
+            rulesets.append(induce_rules(sample, scene=scene, gateway=gateway))
+    if not rulesets:
+        raise SleuthError("every video's captions are empty", hint="check the caption files")
+    merged = aggregate_rules(rulesets, scene=scene, embedder=embedder)
+    return merged.model_copy(update={"source": "induced"})
+
+
+def cosine_matrix(embedder: TextEmbedder, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+    return embedder(left) @ embedder(right).T

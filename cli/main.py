@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sleuth.cli.eval_captions import eval_captions
+from sleuth.cli.rules import rules_app
 from sleuth.cli.runner import err, fail, request
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+eval_app.command("captions")(eval_captions)
+app.add_typer(rules_app, name="rules")
 out = Console(highlight=False, soft_wrap=True)
 
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "fail": "bold red"}

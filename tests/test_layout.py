@@ -27,8 +27,13 @@ def test_wheel_puts_nothing_at_the_top_level_but_sleuth(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("sleuth-*.whl")
     top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert top_level == {"sleuth", "sleuth-0.1.0.dist-info"}
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "sleuth/tools/embedder.py" in names
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = [path.relative_to(ROOT) for path in ROOT.rglob("*.py")
+               if not {".venv", "tests", "build", "scripts"} & set(path.relative_to(ROOT).parts)]
+    missing = [str(path) for path in sources if f"sleuth/{path.as_posix()}" not in names]
+    assert not missing, f"left out of the wheel (add the package to pyproject.toml): {missing}"
+    prompts = [f"sleuth/prompts/{path.name}" for path in (ROOT / "prompts").glob("*.toml")]
+    assert prompts and set(prompts) <= names
     assert not any(name.startswith("sleuth/tests/") for name in names)
 
 

@@ -8,13 +8,28 @@ from pydantic import BaseModel, Field
 
 
 class DetectConfig(BaseModel):
-    refine_window: int = Field(default=10, ge=1, description="HyCoVAD caption refinement window (frames).")
+    refine: bool = Field(default=False, description="HyCoVAD caption refinement before deduction.")
+    refine_window: int = Field(default=10, ge=1, description="Refinement window (frames).")
     smoothing: Literal["ema_vote", "anomalyruler", "none"] = Field(
         default="ema_vote", description="ema_vote: EMA then windowed majority vote; anomalyruler: the "
         "peer's own code (EMA alpha 0.33, one-frame window, second EMA at the video's mean score).")
-    ema_alpha: float = Field(default=0.33, gt=0, le=1)
-    vote_window: int = Field(default=5, ge=1, description="Majority-vote window (frames, odd).")
+    ema_alpha: float = Field(default=0.1, gt=0, le=1, description="EMA rate (ema_vote) or first EMA rate "
+                             "(anomalyruler, whose peer default is 0.33).")
+    vote_window: int = Field(default=15, ge=1, description="Moving-median and majority-vote window (frames).")
     threshold: float = Field(default=0.5, ge=0, le=1, description="Score above which a frame is anomalous.")
-    max_rules: int = Field(default=40, ge=1, description="Rules given to deduction (most relevant first).")
+    max_llm_calls_per_frame: float = Field(default=0.25, ge=0, description="LLM budget of the gate, per frame.")
+    gate_margin: float = Field(default=-0.05, description="Pieces whose nearest anomaly rule is at least this "
+                               "close compared with the nearest normal rule (cosine difference) may go to the LLM.")
+    reuse_cosine: float = Field(default=0.93, gt=0, le=1, description="A piece this similar to a judged piece "
+                                "reuses its judgment.")
+    options_per_kind: int = Field(default=3, ge=1, le=4, description="Nearest anomaly and normal rules offered "
+                                  "to the LLM for each piece.")
+    llm_weight: float = Field(default=0.5, ge=0, le=1, description="Weight of the LLM's judgment against the "
+                              "cheap score for a piece the LLM judged.")
+    atom_max_normal_cosine: float = Field(default=0.5, gt=0, le=1.01, description="A rule atom this close to a "
+                                          "normal rule is ambiguous and is not matched on its own.")
+    proposer_weight: float = Field(default=0.3, ge=0, le=1, description="Weight of proposer scores when given.")
+    batch_size: int = Field(default=16, ge=1, description="Pieces judged per checkpointed step.")
+    explain_events: int = Field(default=5, ge=0, description="Events per video explained by a full deduction.")
     induce_sample: int = Field(default=20, ge=1, description="Captions sampled to induce rules when a "
                                "scene has none (HyCoVAD: 20 per video).")

@@ -1,28 +1,346 @@
-"""The detect_captions graph (work in progress: the lead developer is writing this file)."""
+"""The ``detect_captions`` graph: captions in, per-frame scores, decisions, reasons and events out.
+
+    prepare -> load_rules -> gate -> deduce (loops in batches) -> score -> explain
+
+- **prepare**: HyCoVAD caption refinement in a temporal window, then evidence pieces per frame.
+- **load_rules**: the given rules, else the scene's latest rules in the rule memory, else rules
+  induced from a sample of the captions (and stored).
+- **gate**: every distinct piece gets a cheap score (embedding margin between the nearest anomaly
+  and normal rule); a piece already judged (here or in an earlier video of the same rules) is
+  reused; a near-identical piece reuses its neighbour's judgment; the rest that lean towards
+  an anomaly rule go to the LLM, most frequent first, within the call budget.
+- **deduce**: the LLM judges the gated pieces (multiple choice among the nearest rules, score
+  from log-probabilities), one checkpointed batch per step, so an interrupted run resumes.
+- **score**: a frame's raw score is its strongest piece (and the proposer score, if given);
+  temporal smoothing gives scores and decisions.
+- **explain**: contiguous anomalous frames become events; the peak frame of each event gets one
+  full deduction (broken rules and a one-sentence reason).
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
-from sleuth.agents.schemas import RuleSet
+import numpy as np
+from langgraph.graph import END, START, StateGraph
+from sleuth import telemetry
+from sleuth.agents.deduction import EvidenceJudge, cheap_score, deduce_frame, options_for
+from sleuth.agents.rule_atoms import filter_contradictions, rule_atoms
+from sleuth.agents.rules import induce_rules
+from sleuth.agents.schemas import Rule, RuleSet
+from sleuth.errors import SleuthError
 from sleuth.graphs.detect_captions.configuration import DetectConfig
-from sleuth.graphs.detect_captions.state import DetectResult
+from sleuth.graphs.detect_captions.state import DetectResult, Event, FrameResult
+from sleuth.graphs.runtime import Runtime
+from sleuth.tools.captions import evidence_pieces, refine_captions
+from sleuth.tools.smoothing import smooth
+
+Progress = Callable[[str, int, int], None]
 
 
-def build_graph(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+def _add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+    total = dict(left or {})
+    for key, value in (right or {}).items():
+        total[key] = total.get(key, 0) + value
+    return total
+
+
+class DetectState(TypedDict, total=False):
+    # input
+    video: str
+    scene: str
+    captions: list[str]
+    proposer_scores: list[float] | None
+    rules: dict[str, Any] | None
+    # internal
+    pieces: list[list[str]]
+    cheap: dict[str, dict[str, Any]]
+    pending: list[dict[str, Any]]
+    cursor: int
+    judgments: Annotated[dict[str, dict[str, Any]], _merge]
+    usage: Annotated[dict[str, int], _add_usage]
+    # output
+    frames: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+def rules_fingerprint(rules: RuleSet) -> str:
+    return hashlib.sha1("|".join(sorted(rule.id for rule in rules.rules)).encode()).hexdigest()[:12]
+
+
+def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progress: Progress | None = None,
+                checkpointer: Any = None) -> Any:
+    """Compile the graph for ``runtime``; pass a checkpointer to make runs resumable."""
+    config = config or DetectConfig()
+    judge = EvidenceJudge(runtime.gateway)
+
+    def usage_since(start: int) -> dict[str, int]:
+        records = runtime.gateway.usage.records[start:]
+        return {"llm_calls": len(records), "prompt_tokens": sum(r.prompt_tokens for r in records),
+                "completion_tokens": sum(r.completion_tokens for r in records)}
+
+    @telemetry.traced_agent("prepare")
+    def prepare(state: DetectState) -> dict[str, Any]:
+        captions = state["captions"]
+        refined = refine_captions(captions, runtime.embedder, config.refine_window) if config.refine else captions
+        return {"pieces": [evidence_pieces(caption) for caption in refined]}
+
+    @telemetry.traced_agent("load_rules")
+    def load_rules(state: DetectState) -> dict[str, Any]:
+        if state.get("rules"):
+            rules = RuleSet.model_validate(state["rules"])
+        else:
+            rules = runtime.memory.latest(state["scene"])
+            if rules is None:
+                step = max(1, len(state["captions"]) // config.induce_sample)
+                sample = sorted(set(state["captions"][::step]))[: config.induce_sample]
+                start = len(runtime.gateway.usage.records)
+                induced = induce_rules(sample, scene=state["scene"], gateway=runtime.gateway)
+                if not induced.anomaly:
+                    raise SleuthError(f"scene {state['scene']}: the induced rules have no anomaly rule",
+                                      hint="import rules with `sleuth rules import` or pass --rules")
+                version = runtime.memory.save(induced, source="induced", note=f"induced from {state['video']}")
+                rules = induced.model_copy(update={"version": version})
+                return {"rules": rules.model_dump(), "usage": usage_since(start)}
+        if not rules.anomaly:
+            raise SleuthError(f"scene {state['scene']}: the rules have no anomaly rule",
+                              hint="add anomaly rules (`sleuth rules edit`) before detecting")
+        return {"rules": rules.model_dump()}
+
+    @telemetry.traced_agent("gate")
+    def gate(state: DetectState) -> dict[str, Any]:
+        rules = RuleSet.model_validate(state["rules"])
+        frequency = Counter(piece for pieces in state["pieces"] for piece in pieces)
+        unique = sorted(frequency)
+        if not unique:
+            return {"cheap": {}, "pending": [], "cursor": 0}
+        vectors = runtime.embedder(unique)
+        anomaly_sim, normal_sim = _rule_similarities(vectors, rules, runtime, config)
+        top_a, top_n = anomaly_sim.max(axis=1), normal_sim.max(axis=1)
+        cheap = {}
+        for i, piece in enumerate(unique):
+            best = rules.anomaly[int(anomaly_sim[i].argmax())]
+            cheap[piece] = {"score": cheap_score(float(top_a[i]), float(top_n[i])), "rule": best.label(),
+                            "margin": float(top_a[i] - top_n[i])}
+        cache = runtime.judgment_cache.setdefault(rules_fingerprint(rules), {})
+        known = {**cache, **(state.get("judgments") or {})}
+        budget = max(0, int(config.max_llm_calls_per_frame * len(state["captions"])) - config.explain_events)
+        candidates = [i for i in range(len(unique))
+                      if unique[i] not in known and cheap[unique[i]]["margin"] >= config.gate_margin]
+        candidates.sort(key=lambda i: (-frequency[unique[i]], -cheap[unique[i]]["margin"]))
+        pending: list[dict[str, Any]] = []
+        reused: dict[str, dict[str, Any]] = {}
+        chosen: list[int] = []
+        for i in candidates:
+            twin = next((j for j in chosen if float(vectors[i] @ vectors[j]) >= config.reuse_cosine), None)
+            if twin is not None:
+                reused[unique[i]] = {"twin": unique[twin]}
+                continue
+            if len(pending) >= budget:
+                break
+            options = options_for(anomaly_sim[i], normal_sim[i], rules, config.options_per_kind)
+            pending.append({"piece": unique[i], "options": [rule.model_dump() for rule in options]})
+            chosen.append(i)
+        # Pieces judged in earlier videos with the same rules count as reused judgments.
+        from_cache = {piece: {**cache[piece], "source": "reused"} for piece in unique if piece in cache}
+        return {"cheap": cheap, "pending": pending, "cursor": 0,
+                "judgments": {**from_cache, **{p: {"twin": v["twin"], "source": "reused"} for p, v in reused.items()}}}
+
+    def deduce(state: DetectState) -> dict[str, Any]:
+        pending, cursor = state["pending"], state["cursor"]
+        batch = pending[cursor: cursor + config.batch_size]
+        start = len(runtime.gateway.usage.records)
+        judged = {}
+        for item in batch:
+            options = [Rule.model_validate(option) for option in item["options"]]
+            fallback = state["cheap"][item["piece"]]["score"]
+            judgment = judge.judge(item["piece"], options, fallback)
+            judged[item["piece"]] = judgment.model_dump()
+        if progress:
+            progress("deduce", cursor + len(batch), len(pending))
+        return {"judgments": judged, "cursor": cursor + len(batch), "usage": usage_since(start)}
+
+    def more_to_deduce(state: DetectState) -> str:
+        return "deduce" if state["cursor"] < len(state["pending"]) else "score"
+
+    @telemetry.traced_agent("score")
+    def score(state: DetectState) -> dict[str, Any]:
+        rules = RuleSet.model_validate(state["rules"])
+        judgments = state.get("judgments") or {}
+        cache = runtime.judgment_cache.setdefault(rules_fingerprint(rules), {})
+        cache.update({piece: {k: v for k, v in j.items() if k != "source"} for piece, j in judgments.items()
+                      if "score" in j and j.get("source") == "llm"})
+
+        def piece_score(piece: str) -> tuple[float, str, str | None]:
+            judgment = judgments.get(piece)
+            if judgment and "twin" in judgment:
+                twin = judgments.get(judgment["twin"], {})
+                if "score" in twin:
+                    judgment = {**twin, "source": "reused"}
+            cheap = state["cheap"][piece]
+            if judgment and "score" in judgment:
+                blended = config.llm_weight * judgment["score"] + (1 - config.llm_weight) * cheap["score"]
+                return blended, judgment.get("source", "llm"), judgment.get("rule") or cheap["rule"]
+            return cheap["score"], "cheap", cheap["rule"]
+
+        raw, sources, evidence, broken = [], [], [], []
+        proposer = state.get("proposer_scores")
+        for index, pieces in enumerate(state["pieces"]):
+            scored = [(piece, *piece_score(piece)) for piece in pieces]
+            if scored:
+                piece, value, source, rule = max(scored, key=lambda item: item[1])
+            else:
+                piece, value, source, rule = None, 0.0, "cheap", None
+            if proposer is not None:
+                value = (1 - config.proposer_weight) * value + config.proposer_weight * float(proposer[index])
+            raw.append(value)
+            sources.append(source)
+            evidence.append(piece)
+            broken.append(rule)
+        smoothed, decisions = smooth(raw, method=config.smoothing, alpha=config.ema_alpha,
+                                     window=config.vote_window, threshold=config.threshold)
+        frames = [FrameResult(index=i, score=float(smoothed[i]), raw_score=float(raw[i]), anomalous=bool(decisions[i]),
+                              source=sources[i], evidence=evidence[i],
+                              broken_rules=[broken[i].split(": ", 1)[1]] if decisions[i] and broken[i]
+                              and broken[i].startswith("anomaly") else []).model_dump()
+                  for i in range(len(raw))]
+        return {"frames": frames}
+
+    @telemetry.traced_agent("explain")
+    def explain(state: DetectState) -> dict[str, Any]:
+        rules = RuleSet.model_validate(state["rules"])
+        frames = [FrameResult.model_validate(frame) for frame in state["frames"]]
+        events: list[Event] = []
+        start_usage = len(runtime.gateway.usage.records)
+        for span in _spans([frame.anomalous for frame in frames]):
+            peak = max(range(span[0], span[1] + 1), key=lambda i: frames[i].score)
+            rule_counts = Counter(rule for frame in frames[span[0]: span[1] + 1] for rule in frame.broken_rules)
+            event = Event(start=span[0], end=span[1], peak_frame=peak, peak_score=frames[peak].score,
+                          broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
+            if len(events) < config.explain_events:
+                try:
+                    answer, named = deduce_frame(state["captions"][peak], frames[peak].evidence or "", rules,
+                                                 runtime.gateway)
+                    event.reason = answer.reason
+                    event.broken_rules = named or event.broken_rules
+                except SleuthError:
+                    pass  # the event keeps the rules its frames matched
+            if event.reason is None and frames[peak].evidence:
+                event.reason = (f"'{frames[peak].evidence}' matches the anomaly rule "
+                                f"'{event.broken_rules[0]}'" if event.broken_rules else None)
+            events.append(event)
+        for event in events:
+            for index in range(event.start, event.end + 1):
+                state["frames"][index]["reason"] = event.reason
+        return {"events": [event.model_dump() for event in events], "frames": state["frames"],
+                "usage": usage_since(start_usage)}
+
+    graph = StateGraph(DetectState)
+    graph.add_node("prepare", prepare)
+    graph.add_node("load_rules", load_rules)
+    graph.add_node("gate", gate)
+    graph.add_node("deduce", deduce)
+    graph.add_node("score", score)
+    graph.add_node("explain", explain)
+    graph.add_edge(START, "prepare")
+    graph.add_edge("prepare", "load_rules")
+    graph.add_edge("load_rules", "gate")
+    graph.add_conditional_edges("gate", more_to_deduce, ["deduce", "score"])
+    graph.add_conditional_edges("deduce", more_to_deduce, ["deduce", "score"])
+    graph.add_edge("score", "explain")
+    graph.add_edge("explain", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _rule_similarities(vectors: np.ndarray, rules: RuleSet, runtime: Runtime,
+                       config: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of each piece to each anomaly rule (best of the rule's atoms) and each normal rule."""
+    atoms = [(atom, index) for index, rule in enumerate(rules.anomaly) for atom in rule_atoms(rule.text)]
+    atom_vectors = runtime.embedder([atom for atom, _ in atoms])
+    normal_vectors = (runtime.embedder([rule.text for rule in rules.normal]) if rules.normal
+                      else np.zeros((0, vectors.shape[1]), dtype=np.float32))
+    keep = filter_contradictions([atom for atom, _ in atoms], atom_vectors, normal_vectors,
+                                 {rule.text for rule in rules.anomaly}, config.atom_max_normal_cosine)
+    anomaly_sim = np.full((len(vectors), len(rules.anomaly)), -1.0, dtype=np.float32)
+    similarity = vectors @ atom_vectors.T
+    for k in keep:
+        rule_index = atoms[k][1]
+        anomaly_sim[:, rule_index] = np.maximum(anomaly_sim[:, rule_index], similarity[:, k])
+    normal_sim = vectors @ normal_vectors.T if len(normal_vectors) else np.full((len(vectors), 1), -1.0)
+    return anomaly_sim, normal_sim
+
+
+def _spans(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    spans, start = [], None
+    for index, flag in enumerate(flags):
+        if flag and start is None:
+            start = index
+        if not flag and start is not None:
+            spans.append((start, index - 1))
+            start = None
+    if start is not None:
+        spans.append((start, len(flags) - 1))
+    return spans
+
+
+def default_thread_id(video: str, scene: str, captions: Sequence[str], rules: RuleSet | None,
+                      config: DetectConfig) -> str:
+    digest = hashlib.sha1()
+    for part in (video, scene, config.model_dump_json(), rules_fingerprint(rules) if rules else "memory", *captions):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return f"detect_captions:{scene}:{video}:{digest.hexdigest()[:12]}"
 
 
 def detect_captions(captions: Sequence[str], *, video: str = "video", scene: str = "default",
                     rules: RuleSet | None = None, proposer_scores: Sequence[float] | None = None,
-                    config: DetectConfig | None = None, runtime: Any = None,
-                    thread_id: str | None = None,
-                    progress: Callable[[str, int, int], None] | None = None) -> DetectResult:
+                    config: DetectConfig | None = None, runtime: Runtime | None = None,
+                    thread_id: str | None = None, progress: Progress | None = None) -> DetectResult:
     """Score every caption of one video. ``progress(stage, done, total)`` reports progress.
 
-    ``rules=None`` takes the scene's latest rules from the rule memory (inducing them from a
-    sample of the captions when the scene has none). Interrupted runs resume from the
-    checkpoint of ``thread_id``.
+    ``rules=None`` takes the scene's latest rules from the rule memory (inducing and storing them
+    from a sample of the captions when the scene has none). Runs are checkpointed under
+    ``thread_id`` (by default derived from the inputs), so an interrupted run resumes where it
+    stopped and a finished one returns its stored result.
     """
-    raise NotImplementedError
+    captions = list(captions)
+    if not captions:
+        raise SleuthError(f"video {video}: no captions", hint="pass one caption per frame")
+    empty = sum(1 for caption in captions if not caption.strip())
+    if empty == len(captions):
+        raise SleuthError(f"video {video}: all {len(captions)} captions are empty", hint="check the caption file")
+    if proposer_scores is not None and len(proposer_scores) != len(captions):
+        raise SleuthError(f"video {video}: {len(proposer_scores)} proposer scores for {len(captions)} captions",
+                          hint="pass one proposer score per frame")
+    config = config or DetectConfig()
+    runtime = runtime or Runtime.from_settings()
+    thread_id = thread_id or default_thread_id(video, scene, captions, rules, config)
+    graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer)
+    run_config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 100_000}
+    with telemetry.agent_span("detect_captions") as span:
+        span.set_attribute("sleuth.video", video)
+        span.set_attribute("sleuth.frames", len(captions))
+        snapshot = graph.get_state(run_config) if runtime.checkpointer is not None else None
+        if snapshot is not None and snapshot.next:
+            state = graph.invoke(None, run_config)  # resume an interrupted run
+        elif snapshot is not None and snapshot.values.get("events") is not None:
+            state = snapshot.values  # finished before: same inputs, same result
+        else:
+            state = graph.invoke({"video": video, "scene": scene, "captions": captions,
+                                  "proposer_scores": list(proposer_scores) if proposer_scores is not None else None,
+                                  "rules": rules.model_dump() if rules else None, "judgments": {}, "usage": {}},
+                                 run_config)
+    usage = state.get("usage") or {}
+    frames = [FrameResult.model_validate(frame) for frame in state["frames"]]
+    return DetectResult(video=video, scene=scene, rules_version=int((state.get("rules") or {}).get("version", 0)),
+                        frames=frames, events=[Event.model_validate(event) for event in state["events"]],
+                        llm_calls=usage.get("llm_calls", 0), prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0),
+                        fallback_frames=sum(frame.source == "fallback" for frame in frames))

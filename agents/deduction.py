@@ -1,0 +1,113 @@
+"""Deduction agents: judge evidence against rules (AnomalyRuler's deduction stage).
+
+- :class:`EvidenceJudge` scores one evidence piece (a caption clause) with one LLM call: a
+  multiple choice among the rules nearest to the piece, anomaly and normal rules interleaved. The
+  probability mass the model puts on the anomaly options (from the answer token's
+  log-probabilities) is a continuous score for ROC curves, not only a 0/1 decision.
+- :func:`deduce_frame` judges a whole caption with a structured answer: decision, broken rule
+  numbers and a one-sentence reason; the detect graph asks it once per event.
+- :func:`cheap_score` is the LLM-free signal the gate uses: how much closer the piece is to the
+  nearest anomaly rule than to the nearest normal rule, in embedding space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sleuth import telemetry
+from sleuth.agents.schemas import Rule, RuleSet
+from sleuth.errors import SleuthError
+from sleuth.llm.gateway import Gateway
+from sleuth.prompts import load_prompt
+
+LETTERS = "ABCDEFGH"
+MARGIN_SCALE = 0.08  # cosine margin that moves the cheap score from 0.5 to about 0.73
+
+
+@dataclass(frozen=True)
+class RuleIndex:
+    """A rule set with its rule embeddings, for nearest-rule lookups."""
+
+    rules: RuleSet
+    anomaly_vectors: np.ndarray
+    normal_vectors: np.ndarray
+
+    def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarities of each vector to every anomaly rule and every normal rule."""
+        return vectors @ self.anomaly_vectors.T, vectors @ self.normal_vectors.T
+
+
+def cheap_score(anomaly_similarity: float, normal_similarity: float) -> float:
+    """Logistic of the margin between the nearest anomaly and nearest normal rule."""
+    return 1.0 / (1.0 + math.exp(-(anomaly_similarity - normal_similarity) / MARGIN_SCALE))
+
+
+def options_for(anomaly_similarity: np.ndarray, normal_similarity: np.ndarray, rules: RuleSet,
+                per_kind: int) -> list[Rule]:
+    """The ``per_kind`` nearest anomaly and normal rules, interleaved (anomaly first)."""
+    anomaly = [rules.anomaly[i] for i in np.argsort(-anomaly_similarity)[:per_kind]]
+    normal = [rules.normal[i] for i in np.argsort(-normal_similarity)[:per_kind]]
+    options: list[Rule] = []
+    for pair in zip(anomaly, normal, strict=False):
+        options.extend(pair)
+    options.extend(anomaly[len(normal):] + normal[len(anomaly):])
+    return options
+
+
+class Judgment(BaseModel):
+    piece: str
+    score: float = Field(ge=0, le=1)
+    rule: str | None = Field(default=None, description="The option the model chose.")
+    source: str = "llm"
+
+
+class EvidenceJudge:
+    """One LLM call per evidence piece; ``judge`` never raises for a bad answer (it falls back)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.prompt = load_prompt("deduction.evidence")
+
+    def judge(self, piece: str, options: list[Rule], fallback: float) -> Judgment:
+        rendered = "\n".join(f"{letter}) {rule.text}" for letter, rule in zip(LETTERS, options, strict=False))
+        with telemetry.agent_span("deduce_evidence"):
+            try:
+                result = self.gateway.chat(self.prompt.messages(options=rendered, observation=piece),
+                                           max_tokens=1, top_logprobs=10)
+            except SleuthError:
+                return Judgment(piece=piece, score=fallback, source="fallback")
+        top = (result.logprobs or [{}])[0].get("top_logprobs", {})
+        mass = {letter: 0.0 for letter in LETTERS[:len(options)]}
+        for token, logprob in top.items():
+            letter = token.strip().rstrip(")").upper()
+            if letter in mass:
+                mass[letter] += math.exp(logprob)
+        total = sum(mass.values())
+        if total < 0.05:  # the model answered something else entirely
+            return Judgment(piece=piece, score=fallback, source="fallback")
+        anomaly = sum(p for letter, p in mass.items() if options[LETTERS.index(letter)].kind == "anomaly")
+        chosen = options[LETTERS.index(max(mass, key=lambda k: mass[k]))]
+        return Judgment(piece=piece, score=anomaly / total, rule=chosen.label())
+
+
+class FrameDeduction(BaseModel):
+    """Structured answer of the ``deduction.frame`` prompt."""
+
+    anomaly: bool
+    broken_rules: list[int] = Field(default_factory=list, max_length=5)
+    reason: str = Field(max_length=300)
+
+
+def deduce_frame(caption: str, evidence: str, rules: RuleSet, gateway: Gateway) -> tuple[FrameDeduction, list[str]]:
+    """Judge one caption; returns the answer and the texts of the anomaly rules it names."""
+    prompt = load_prompt("deduction.frame")
+    anomaly = "\n".join(f"{i}. {rule.text}" for i, rule in enumerate(rules.anomaly, 1))
+    normal = "\n".join(f"- {rule.text}" for rule in rules.normal)
+    with telemetry.agent_span("deduce_frame"):
+        answer = gateway.structured(prompt.messages(anomaly_rules=anomaly, normal_rules=normal, caption=caption,
+                                                    evidence=evidence), FrameDeduction, max_tokens=200)
+    named = [rules.anomaly[i - 1].text for i in answer.broken_rules if 1 <= i <= len(rules.anomaly)]
+    return answer, named

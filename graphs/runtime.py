@@ -1,0 +1,66 @@
+"""What graphs need at run time (models, memory, checkpointer), built once from the settings."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sleuth.config import Settings, load_settings
+from sleuth.llm.gateway import Gateway
+from sleuth.tools.embedder import TextEmbedder
+
+
+@dataclass
+class Runtime:
+    """Shared services of the graphs. Heavy parts (embedder, rule memory) load on first use."""
+
+    settings: Settings
+    gateway: Gateway
+    embedder: TextEmbedder
+    checkpoint_path: Path | None = None
+    judgment_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _memory: Any = None
+    _checkpointer: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, model: str | None = None) -> Runtime:
+        """``model`` overrides the LLM for these graphs (e.g. the packaged 1.5B for deduction)."""
+        settings = settings or load_settings()
+        if model:
+            from sleuth.llm import packaged
+
+            update = {"model": model, "gguf": None} if packaged.is_packaged(model) or "/" in model else {}
+            if update:
+                settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=update)})
+        return cls(settings=settings, gateway=Gateway(settings), embedder=TextEmbedder(settings.embedder),
+                   checkpoint_path=settings.data_dir / "checkpoints.sqlite")
+
+    @property
+    def memory(self) -> Any:
+        with self._lock:
+            if self._memory is None:
+                from sleuth.memory.rules import RuleMemory
+
+                self._memory = RuleMemory(self.settings, self.embedder)
+            return self._memory
+
+    @property
+    def checkpointer(self) -> Any:
+        """A LangGraph SQLite checkpointer (None when checkpoint_path is None)."""
+        with self._lock:
+            if self._checkpointer is None and self.checkpoint_path is not None:
+                from langgraph.checkpoint.sqlite import SqliteSaver
+
+                self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(str(self.checkpoint_path), check_same_thread=False)
+                self._checkpointer = SqliteSaver(connection)
+            return self._checkpointer
+
+    def close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
