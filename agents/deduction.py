@@ -24,7 +24,8 @@ from sleuth.llm.gateway import Gateway
 from sleuth.prompts import load_prompt
 
 LETTERS = "ABCDEFGH"
-MARGIN_SCALE = 0.08  # cosine margin that moves the cheap score from 0.5 to about 0.73
+MARGIN_OFFSET = 0.10  # a piece must be this much closer to an anomaly rule than to a normal rule to score 0.5
+MARGIN_SCALE = 0.08  # a further 0.08 of cosine margin moves the cheap score from 0.5 to about 0.73
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,15 @@ class RuleIndex:
 
 def cheap_score(anomaly_similarity: float, normal_similarity: float) -> float:
     """Logistic of the margin between the nearest anomaly and nearest normal rule."""
-    return 1.0 / (1.0 + math.exp(-(anomaly_similarity - normal_similarity) / MARGIN_SCALE))
+    margin = anomaly_similarity - normal_similarity
+    return 1.0 / (1.0 + math.exp(-(margin - MARGIN_OFFSET) / MARGIN_SCALE))
 
 
 def options_for(anomaly_similarity: np.ndarray, normal_similarity: np.ndarray, rules: RuleSet,
                 per_kind: int) -> list[Rule]:
     """The ``per_kind`` nearest anomaly and normal rules, interleaved (anomaly first)."""
-    anomaly = [rules.anomaly[i] for i in np.argsort(-anomaly_similarity)[:per_kind]]
-    normal = [rules.normal[i] for i in np.argsort(-normal_similarity)[:per_kind]]
+    anomaly = [rules.anomaly[i] for i in np.argsort(-anomaly_similarity)[:per_kind] if i < len(rules.anomaly)]
+    normal = [rules.normal[i] for i in np.argsort(-normal_similarity)[:per_kind] if i < len(rules.normal)]
     options: list[Rule] = []
     for pair in zip(anomaly, normal, strict=False):
         options.extend(pair)

@@ -40,7 +40,7 @@ def rule_atoms(text: str) -> list[str]:
     lowered = text.lower()
     for inner in re.findall(r"\(([^)]*)\)", lowered):
         if "," in inner:  # a list of examples, not an explanation such as "(security threat)"
-            atoms += [item for item in _items(inner.replace("etc", "")) if item]
+            atoms += [item for item in _items(re.sub(r"\betc\b\.?", "", inner)) if item]
     head = re.sub(r"\([^)]*\)", "", lowered).strip()
     if " such as " in head:
         head, listed = head.split(" such as ", 1)

@@ -24,7 +24,7 @@ from sleuth.prompts import load_prompt
 from sleuth.tools.embedder import TextEmbedder
 
 DUPLICATE_COSINE = 0.85  # two rules this close say the same thing
-CONTRADICTION_COSINE = 0.80  # a normal rule this close to an anomaly rule contradicts it
+CONTRADICTION_COSINE = 0.60  # a normal rule this close to an anomaly rule contradicts it ("Car" vs "Vehicles": 0.8)
 
 
 class InducedRules(BaseModel):

@@ -35,7 +35,10 @@ class Rule(BaseModel):
     @field_validator("text")
     @classmethod
     def _tidy(cls, value: str) -> str:
-        return re.sub(r"\s+", " ", value).strip().rstrip(".")
+        tidy = re.sub(r"\s+", " ", value).strip().rstrip(".").strip()
+        if len(tidy) < 2:
+            raise ValueError("a rule needs some text")
+        return tidy
 
     @property
     def id(self) -> str:
@@ -96,8 +99,8 @@ class RuleSet(BaseModel):
                 rules.append(Rule(text=item.group(1).strip("* "), kind=kind, category=category))
                 continue
             heading = line.strip("*#: ").lower()
-            if "anomal" in heading or "normal" in heading:
-                kind = "anomaly" if "anomal" in heading else "normal"
+            if "anomal" in heading or "normal" in heading:  # "abnormal" contains "normal": check it first
+                kind = "anomaly" if re.search(r"anomal|abnormal", heading) else "normal"
                 category = ("object_environment"
                             if re.search(r"object|environment|non-human|nonhuman", heading)
                             else "human_activity")

@@ -33,6 +33,9 @@ def eval_captions(
     model: Annotated[str | None, typer.Option(
         help="LLM for induction and deduction (a packaged name such as qwen2.5-coder-1.5b, or a LiteLLM "
         "model string); default: the configured llm.model.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a detect_captions setting, e.g. --set llm_weight=0 --set vote_window=9 "
+        "(see sleuth.graphs.detect_captions.DetectConfig).")] = None,
     smoothing: Annotated[str | None, typer.Option(
         help="Temporal smoothing: ema_vote, anomalyruler or none (default: ema_vote; anomalyruler with "
         "--keyword).")] = None,
@@ -49,7 +52,17 @@ def eval_captions(
     if smoothing is not None and smoothing not in SMOOTHINGS:
         raise fail(f"--smoothing must be one of {', '.join(SMOOTHINGS)}, not {smoothing!r}")
     mode = "keyword" if keyword else "rules" if rules is not None else "induced"
-    config = DetectConfig(smoothing=smoothing or ("anomalyruler" if keyword else DetectConfig().smoothing))
+    overrides: dict[str, str] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DetectConfig.model_fields:
+            raise fail(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(DetectConfig.model_fields)}")
+        overrides[key] = value
+    try:
+        config = DetectConfig.model_validate(
+            {"smoothing": smoothing or ("anomalyruler" if keyword else DetectConfig().smoothing), **overrides})
+    except ValueError as exc:
+        raise fail(f"--set: {str(exc).splitlines()[-1].strip()}") from None
     output = output or Path("results/captions") / f"{data.resolve().name}-{mode}"
 
     with request("eval captions") as settings:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 
@@ -46,6 +49,9 @@ class ScriptedOpenAI:
 
     replies: list[str] = field(default_factory=list)
     delay_s: float = 0.0
+    top_logprobs: dict[str, float] | None = None  # returned when a request asks for logprobs
+    # Optional: answer from the request itself -> (reply, top_logprobs); overrides replies/top_logprobs.
+    responder: Callable[[dict[str, Any]], tuple[str, dict[str, float] | None]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
@@ -65,7 +71,8 @@ def _handler(script: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
             script.headers.append(dict(self.headers))
             if script.delay_s:
                 time.sleep(script.delay_s)
-            reply = script.next_reply()
+            reply, top_logprobs = (script.responder(body) if script.responder
+                                   else (script.next_reply(), script.top_logprobs))
             usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
             if body.get("stream"):
                 self.send_response(200)
@@ -87,10 +94,14 @@ def _handler(script: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
                 return
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": reply}}
+            if body.get("logprobs") and top_logprobs is not None:
+                top = [{"token": token, "logprob": value, "bytes": None} for token, value in top_logprobs.items()]
+                choice["logprobs"] = {"content": [{"token": reply, "logprob": top_logprobs.get(reply, -1.0),
+                                                   "bytes": None, "top_logprobs": top}]}
             payload = {"id": "r", "object": "chat.completion", "created": 0, "model": "scripted",
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": reply}}],
-                       "usage": usage}
+                       "choices": [choice], "usage": usage}
             data = json.dumps(payload).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -124,3 +135,20 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+class HashEmbedder:
+    """Deterministic unit vectors from hashed words: texts sharing words are similar."""
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.calls = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            vectors[row, 0] = 0.05
+            for word in re.findall(r"[a-z]+", text.lower()):
+                vectors[row, 1 + zlib.crc32(word.encode()) % (self.dim - 1)] += 1.0
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -23,8 +23,7 @@ from sleuth.memory.rules import RuleMemory
 from sleuth.tools.embedder import TextEmbedder
 from typer.testing import CliRunner, Result
 
-from tests.conftest import closed_port_url
-from tests.test_rule_memory import HashEmbedder
+from tests.conftest import HashEmbedder, closed_port_url
 
 PED2_RULES = Path("/work/shared/data/anomalyruler/ped2/rules.txt")
 SLEUTH = shutil.which("sleuth", path=str(Path(sys.executable).parent)) or "sleuth"

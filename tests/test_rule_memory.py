@@ -6,17 +6,14 @@ retrieval-quality test uses the real packaged MiniLM embedder and is marked ``sl
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.config import load_settings
@@ -31,26 +28,9 @@ from sleuth.memory.rules import (
     point_id,
 )
 
-from tests.conftest import closed_port_url
+from tests.conftest import HashEmbedder, closed_port_url
 
 PED2_RULES = Path("/work/shared/data/anomalyruler/ped2/rules.txt")
-
-
-class HashEmbedder:
-    """Deterministic unit vectors from hashed words: texts sharing words are similar."""
-
-    def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
-        self.calls = 0
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            vectors[row, 0] = 0.05
-            for word in re.findall(r"[a-z]+", text.lower()):
-                vectors[row, 1 + zlib.crc32(word.encode()) % (self.dim - 1)] += 1.0
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def rules(*specs: str) -> list[Rule]:

@@ -62,6 +62,8 @@ def sentence_chunks(caption: str, size: int = 2, stride: int = 1) -> list[str]:
 def caption_vectors(captions: Sequence[str], embedder: TextEmbedder) -> np.ndarray:
     """One unit vector per caption: the normalised mean of its sentence-chunk embeddings."""
     unique = sorted(set(captions))
+    if not unique:
+        return np.zeros((0, embedder.dimension if hasattr(embedder, "dimension") else 0), dtype=np.float32)
     chunks: list[str] = []
     owner: list[int] = []
     for index, caption in enumerate(unique):

@@ -131,7 +131,7 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                             "margin": float(top_a[i] - top_n[i])}
         cache = runtime.judgment_cache.setdefault(rules_fingerprint(rules), {})
         known = {**cache, **(state.get("judgments") or {})}
-        budget = max(0, int(config.max_llm_calls_per_frame * len(state["captions"])) - config.explain_events)
+        budget = _budget(state, config) - (state.get("usage") or {}).get("llm_calls", 0)
         candidates = [i for i in range(len(unique))
                       if unique[i] not in known and cheap[unique[i]]["margin"] >= config.gate_margin]
         candidates.sort(key=lambda i: (-frequency[unique[i]], -cheap[unique[i]]["margin"]))
@@ -156,6 +156,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     def deduce(state: DetectState) -> dict[str, Any]:
         pending, cursor = state["pending"], state["cursor"]
         batch = pending[cursor: cursor + config.batch_size]
+        if progress:  # before the work, so a failing callback loses no finished judgment
+            progress("deduce", cursor, len(pending))
         start = len(runtime.gateway.usage.records)
         judged = {}
         for item in batch:
@@ -163,8 +165,6 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             fallback = state["cheap"][item["piece"]]["score"]
             judgment = judge.judge(item["piece"], options, fallback)
             judged[item["piece"]] = judgment.model_dump()
-        if progress:
-            progress("deduce", cursor + len(batch), len(pending))
         return {"judgments": judged, "cursor": cursor + len(batch), "usage": usage_since(start)}
 
     def more_to_deduce(state: DetectState) -> str:
@@ -172,6 +172,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
 
     @telemetry.traced_agent("score")
     def score(state: DetectState) -> dict[str, Any]:
+        if progress:
+            progress("deduce", len(state["pending"]), len(state["pending"]))
         rules = RuleSet.model_validate(state["rules"])
         judgments = state.get("judgments") or {}
         cache = runtime.judgment_cache.setdefault(rules_fingerprint(rules), {})
@@ -219,12 +221,15 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
         frames = [FrameResult.model_validate(frame) for frame in state["frames"]]
         events: list[Event] = []
         start_usage = len(runtime.gateway.usage.records)
+        # A full deduction costs one call, two when its answer needs the retry.
+        explainable = min(config.explain_events,
+                          (_budget(state, config) - (state.get("usage") or {}).get("llm_calls", 0)) // 2)
         for span in _spans([frame.anomalous for frame in frames]):
             peak = max(range(span[0], span[1] + 1), key=lambda i: frames[i].score)
             rule_counts = Counter(rule for frame in frames[span[0]: span[1] + 1] for rule in frame.broken_rules)
             event = Event(start=span[0], end=span[1], peak_frame=peak, peak_score=frames[peak].score,
                           broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
-            if len(events) < config.explain_events:
+            if len(events) < explainable:
                 try:
                     answer, named = deduce_frame(state["captions"][peak], frames[peak].evidence or "", rules,
                                                  runtime.gateway)
@@ -257,6 +262,11 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     graph.add_edge("score", "explain")
     graph.add_edge("explain", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def _budget(state: DetectState, config: DetectConfig) -> int:
+    """LLM calls this video may use in all (rules induction, deduction and explanations)."""
+    return int(config.max_llm_calls_per_frame * len(state["captions"]))
 
 
 def _rule_similarities(vectors: np.ndarray, rules: RuleSet, runtime: Runtime,

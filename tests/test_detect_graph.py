@@ -1,0 +1,172 @@
+"""The detect_captions graph: scores, events, the LLM budget, checkpoint resume and bad input.
+
+The LLM is a scripted endpoint (control flow only) and the embedder a hashed bag of words, so
+these run in seconds; tests/test_caption_benchmark_real.py runs the real models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sleuth.agents.schemas import Rule, RuleSet
+from sleuth.config import load_settings
+from sleuth.errors import SleuthError
+from sleuth.graphs.detect_captions import DetectConfig, detect_captions
+from sleuth.graphs.runtime import Runtime
+from sleuth.llm.gateway import Gateway
+
+from tests.conftest import HashEmbedder, ScriptedOpenAI
+
+WALK = "There are two people. The first person is walking on the pathway, the second person is walking."
+BIKE = "There are two people. The first person is walking on the pathway, the second person is riding a bicycle."
+RULES = RuleSet(scene="cam1", rules=[
+    Rule(text="Riding a bicycle", kind="anomaly"), Rule(text="Driving a car", kind="anomaly"),
+    Rule(text="Walking on the pathway", kind="normal"), Rule(text="Standing near a bench", kind="normal")])
+ANOMALY_LETTER = {"A": -0.05, "B": -3.0}  # option A is always the nearest anomaly rule
+NORMAL_LETTER = {"A": -3.0, "B": -0.05}  # option B the nearest normal rule
+
+
+def sensible_model(body: dict) -> tuple[str, dict[str, float]]:
+    """A stand-in judge: vehicles are anomalies, everything else normal (control flow only)."""
+    observation = body["messages"][-1]["content"].rsplit("Observation:", 1)[-1]
+    vehicle = any(word in observation for word in ("bicycle", "car", "truck", "scooter", "skateboard", "cart"))
+    return ("A", ANOMALY_LETTER) if vehicle else ("B", NORMAL_LETTER)
+
+
+def make_runtime(tmp_path: Path) -> Runtime:
+    settings = load_settings()
+    return Runtime(settings=settings, gateway=Gateway(settings), embedder=HashEmbedder(),
+                   checkpoint_path=tmp_path / "checkpoints.sqlite")
+
+
+def judgment_requests(script: ScriptedOpenAI) -> list[dict]:
+    return [r for r in script.requests if r.get("logprobs")]
+
+
+@pytest.fixture
+def scripted(scripted_openai: ScriptedOpenAI) -> ScriptedOpenAI:
+    scripted_openai.responder = sensible_model
+    return scripted_openai
+
+
+def test_a_rule_breaking_span_becomes_an_event(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    captions = [WALK] * 30 + [BIKE] * 20 + [WALK] * 30
+    result = detect_captions(captions, video="v1", scene="cam1", rules=RULES, runtime=make_runtime(tmp_path))
+    scores = result.scores
+    inside, outside = scores[35:50], scores[:25] + scores[60:]
+    assert min(inside) > max(outside)
+    assert len(result.events) == 1
+    event = result.events[0]
+    assert 28 <= event.start <= 40 and 45 <= event.end <= 60
+    assert "Riding a bicycle" in event.broken_rules
+    assert event.reason  # the scripted model gives no valid explanation, so the matched rule explains it
+    frame = result.frames[event.peak_frame]
+    assert frame.anomalous and frame.evidence and "bicycle" in frame.evidence
+    assert "llm" in {f.source for f in result.frames}
+    asked = {r["messages"][-1]["content"].rsplit("Observation: ", 1)[1] for r in judgment_requests(scripted)}
+    assert "person is riding a bicycle" in asked
+    assert "person is walking on the pathway" not in asked  # plainly normal: the gate scored it cheaply
+    assert result.llm_calls == len(scripted.requests)
+    assert result.llm_calls <= 0.25 * len(captions)
+
+
+def test_the_gate_keeps_to_the_llm_budget(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    vehicles = ["bicycle", "car", "truck", "scooter", "skateboard", "cart", "van", "bus", "tractor", "motorbike"]
+    captions = [f"The first person is riding a {v} fast." for v in vehicles for _ in range(4)]
+    config = DetectConfig(max_llm_calls_per_frame=0.2, explain_events=0)
+    result = detect_captions(captions, video="v2", scene="cam1", rules=RULES, config=config,
+                             runtime=make_runtime(tmp_path))
+    assert len(judgment_requests(scripted)) == int(0.2 * len(captions))  # 10 distinct pieces, budget 8
+    assert result.llm_calls == len(scripted.requests)
+    assert {f.source for f in result.frames} <= {"llm", "cheap", "reused"}
+
+
+def test_judgments_are_reused_across_videos_with_the_same_rules(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    runtime = make_runtime(tmp_path)
+    config = DetectConfig(explain_events=0)
+    detect_captions([WALK] * 10 + [BIKE] * 10, video="a", rules=RULES, config=config, runtime=runtime)
+    first = len(scripted.requests)
+    second = detect_captions([BIKE] * 10 + [WALK] * 10, video="b", rules=RULES, config=config, runtime=runtime)
+    assert first > 0 and len(scripted.requests) == first  # nothing judged twice
+    assert "reused" in {f.source for f in second.frames}
+
+
+def test_an_interrupted_run_resumes_without_redoing_work(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    things = ["bicycle", "car", "truck", "scooter", "skateboard", "cart"]
+    captions = [f"The first person is driving a {t} fast." for t in things for _ in range(5)]
+    config = DetectConfig(batch_size=1, explain_events=0, reuse_cosine=1.0)
+    calls = {"n": 0}
+
+    def stop_after_two(stage: str, done: int, total: int) -> None:
+        calls["n"] += 1
+        if done == 2:  # called before the third judgment: two are done and checkpointed
+            raise KeyboardInterrupt
+
+    runtime = make_runtime(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        detect_captions(captions, video="v3", rules=RULES, config=config, runtime=runtime, thread_id="t1",
+                        progress=stop_after_two)
+    assert len(judgment_requests(scripted)) == 2
+    resumed = detect_captions(captions, video="v3", rules=RULES, config=config, runtime=make_runtime(tmp_path),
+                              thread_id="t1")
+    judged = judgment_requests(scripted)
+    pieces = [r["messages"][-1]["content"].rsplit("Observation: ", 1)[1] for r in judged]
+    assert len(pieces) == len(set(pieces)) == 6  # each piece judged exactly once over both runs
+    assert len(resumed.frames) == len(captions)
+    again = detect_captions(captions, video="v3", rules=RULES, config=config, runtime=make_runtime(tmp_path),
+                            thread_id="t1")
+    assert len(judgment_requests(scripted)) == 6  # a finished thread returns its stored result
+    assert again.scores == resumed.scores
+
+
+def test_an_llm_that_stays_invalid_falls_back_to_cheap_signals(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    scripted.responder = lambda body: ("Sure", {"Sure": -0.01, "I": -5.0})
+    result = detect_captions([WALK] * 10 + [BIKE] * 10, video="v4", rules=RULES, config=DetectConfig(),
+                             runtime=make_runtime(tmp_path))
+    assert result.fallback_frames > 0
+    assert len(result.frames) == 20
+    assert max(result.scores[10:]) > max(result.scores[:5])
+
+
+def test_rules_are_induced_once_per_scene_and_kept_in_memory(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    induced = {"normal_human_activities": ["Walking on the pathway"], "normal_objects": ["Trees"],
+               "anomaly_human_activities": ["Riding a bicycle"], "anomaly_objects": ["Cars on the pathway"]}
+    scripted.responder = lambda body: ((json.dumps(induced), None) if body.get("response_format")
+                                       else sensible_model(body))
+    runtime = make_runtime(tmp_path)
+    config = DetectConfig(explain_events=0)
+    first = detect_captions([WALK] * 10 + [BIKE] * 10, video="a", scene="plaza", config=config, runtime=runtime)
+    assert first.rules_version == 1
+    stored = runtime.memory.latest("plaza")
+    assert stored is not None and stored.source == "induced"
+    assert [r.text for r in stored.anomaly] == ["Riding a bicycle", "Cars on the pathway"]
+    inductions = [r for r in scripted.requests if r.get("response_format")]
+    assert len(inductions) == 1
+    detect_captions([BIKE] * 5 + [WALK] * 5, video="b", scene="plaza", config=config, runtime=runtime)
+    assert len([r for r in scripted.requests if r.get("response_format")]) == 1  # the memory's rules are used
+
+
+@pytest.mark.parametrize("captions, rules, fragment", [
+    ([], RULES, "no captions"),
+    (["", "  "], RULES, "captions are empty"),
+    ([WALK], RuleSet(rules=[Rule(text="Walking", kind="normal")]), "no anomaly rule"),
+])
+def test_bad_input_is_a_clear_error(captions: list[str], rules: RuleSet, fragment: str, tmp_path: Path,
+                                    scripted: ScriptedOpenAI) -> None:
+    with pytest.raises(SleuthError, match=fragment) as caught:
+        detect_captions(captions, video="bad", rules=rules, runtime=make_runtime(tmp_path))
+    assert "\n" not in str(caught.value)
+
+
+def test_proposer_scores_must_match_the_frames(tmp_path: Path, scripted: ScriptedOpenAI) -> None:
+    with pytest.raises(SleuthError, match="proposer scores"):
+        detect_captions([WALK] * 3, rules=RULES, proposer_scores=[0.1], runtime=make_runtime(tmp_path))
+
+
+def test_proposer_scores_raise_the_frames_they_flag(tmp_path: Path, scripted: ScriptedOpenAI) -> None:
+    proposer = [0.0] * 20 + [1.0] * 10 + [0.0] * 20
+    config = DetectConfig(explain_events=0, smoothing="none")
+    result = detect_captions([WALK] * 50, video="p", rules=RULES, proposer_scores=proposer, config=config,
+                             runtime=make_runtime(tmp_path))
+    assert min(result.scores[20:30]) > max(result.scores[:20])
