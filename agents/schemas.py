@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -104,10 +105,11 @@ class RuleSet(BaseModel):
                 category = ("object_environment"
                             if re.search(r"object|environment|non-human|nonhuman", heading)
                             else "human_activity")
-        return cls(scene=scene, rules=_unique(rules), source=source)
+        return cls(scene=scene, rules=unique_rules(rules), source=source)
 
 
-def _unique(rules: list[Rule]) -> list[Rule]:
+def unique_rules(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules without repeats (same kind, category and text), first occurrence kept."""
     seen: set[str] = set()
     unique = []
     for rule in rules:

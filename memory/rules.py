@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-from sleuth.agents.schemas import Kind, Rule, RuleSet, Source
+from sleuth.agents.schemas import Kind, Rule, RuleSet, Source, unique_rules
 from sleuth.config import Settings, load_settings
 from sleuth.errors import SleuthError
 
@@ -317,7 +317,7 @@ class RuleMemory:
         scene = ruleset.scene.strip()
         if not scene:
             raise RuleMemoryError("a rule set needs a scene name to be saved")
-        rules = _unique(ruleset.rules)
+        rules = unique_rules(ruleset.rules)
         if not rules:
             raise RuleMemoryError(f"the rule set for scene '{scene}' has no rules: nothing to save")
         latest = self.latest(scene)
@@ -378,16 +378,6 @@ class RuleMemory:
 
 def _match(key: str, value: str | int) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _unique(rules: Sequence[Rule]) -> list[Rule]:
-    seen: set[str] = set()
-    unique = []
-    for rule in rules:
-        if rule.id not in seen:
-            seen.add(rule.id)
-            unique.append(rule)
-    return unique
 
 
 def _first_line(exc: BaseException) -> str:

@@ -132,6 +132,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
         cache = runtime.judgment_cache.setdefault(rules_fingerprint(rules), {})
         known = {**cache, **(state.get("judgments") or {})}
         budget = _budget(state, config) - (state.get("usage") or {}).get("llm_calls", 0)
+        if config.llm_weight == 0:
+            budget = 0  # judgments would not count: keep the calls for the event explanations
         candidates = [i for i in range(len(unique))
                       if unique[i] not in known and cheap[unique[i]]["margin"] >= config.gate_margin]
         candidates.sort(key=lambda i: (-frequency[unique[i]], -cheap[unique[i]]["margin"]))
