@@ -24,6 +24,7 @@ embedded llama.cpp server runs in-process, so it is included).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 import resource
@@ -408,6 +409,9 @@ def _run(data: Path, *, rules_file: Path | None, mode: Mode, output: Path, confi
     output.mkdir(parents=True, exist_ok=True)
     (output / "rules.txt").write_text(rules.render())
     scores_path = write_scores(output / "scores.csv", results, labels)
+    events_path = output / "events.json"  # every event with its broken rules and reason, per video
+    events_path.write_text(json.dumps({video: [event.model_dump() for event in result.events]
+                                       for video, result in results.items()}, indent=1))
     plots = write_plots(output / "plots", results, labels, metrics, threshold=config.threshold)
 
     frames = dataset.frames
@@ -431,7 +435,8 @@ def _run(data: Path, *, rules_file: Path | None, mode: Mode, output: Path, confi
         published_auc=PUBLISHED.get(dataset.name) if not videos and not max_frames else None,
         started_at=started_at, finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         command=shlex.join(sys.argv), host=_host(),
-        outputs={"result": str(output / "result.json"), "scores": str(scores_path), "rules": str(output / "rules.txt"),
+        outputs={"result": str(output / "result.json"), "scores": str(scores_path),
+                 "events": str(events_path), "rules": str(output / "rules.txt"),
                  "plots": [str(path) for path in plots]})
     (output / "result.json").write_text(result.model_dump_json(indent=2))
     return result

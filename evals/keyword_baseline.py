@@ -27,6 +27,7 @@ import numpy as np
 from sleuth.agents.schemas import RuleSet
 from sleuth.graphs.detect_captions.configuration import DetectConfig
 from sleuth.graphs.detect_captions.state import DetectResult, Event, FrameResult
+from sleuth.tools.smoothing import smooth as graph_smooth
 
 STOP_WORDS = frozenset("""
 a about above across after against along also among an and any are around as at away be because been
@@ -161,51 +162,8 @@ def _match(caption: str, compiled: list[tuple[str, tuple[str, ...]]]) -> list[st
     return found
 
 
-def ema(values: Sequence[float] | np.ndarray, alpha: float, *, adjust: bool = True) -> np.ndarray:
-    """Exponential moving average as ``pandas.Series.ewm(alpha=alpha, adjust=adjust).mean()``."""
-    x = np.asarray(values, dtype=float)
-    out = np.empty_like(x)
-    if adjust:
-        numerator = denominator = 0.0
-        for i, value in enumerate(x):
-            numerator = numerator * (1 - alpha) + value
-            denominator = denominator * (1 - alpha) + 1
-            out[i] = numerator / denominator
-    else:
-        current = 0.0
-        for i, value in enumerate(x):
-            current = value if i == 0 else alpha * value + (1 - alpha) * current
-            out[i] = current
-    return out
-
-
-def anomalyruler_smooth(raw: Sequence[float] | np.ndarray, alpha: float = 0.33) -> tuple[np.ndarray, np.ndarray]:
-    """The authors' ``majority_smooth.evaluate()``, step by step (pandas ``ewm(adjust=True)``).
-
-    EMA of the flags at ``alpha``; threshold at the mean of that EMA; a one-frame "majority"
-    window (so: decisions = EMA above its mean); then the scores are an EMA of those 0/1 decisions
-    at rate = the mean. On this data it reproduces the peer's reported keyword AUCs (ped2 92.5,
-    avenue 72.4 with their keyword list and substring matching).
-    """
-    x = np.asarray(raw, dtype=float)
-    if x.size == 0:
-        return x, np.zeros(0, dtype=bool)
-    first = ema(x, alpha)
-    mean = float(first.mean())
-    decisions = first > mean
-    return ema(decisions.astype(float), mean if mean > 0 else 1e-7), decisions
-
-
 def smooth(raw: Sequence[float], config: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Scores in [0, 1] and decisions from raw per-frame scores, as ``config.smoothing`` says.
-
-    ``anomalyruler`` is the authors' code above; ``ema_vote`` and ``none`` are the detect graph's
-    own (:mod:`sleuth.tools.smoothing`), so the reference is smoothed like Sleuth's scores.
-    """
-    if config.smoothing == "anomalyruler":
-        return anomalyruler_smooth(raw, config.ema_alpha)
-    from sleuth.tools.smoothing import smooth as graph_smooth
-
+    """Scores in [0, 1] and decisions, smoothed exactly like the detect graph's scores."""
     scores, decisions = graph_smooth(raw, method=config.smoothing, alpha=config.ema_alpha,
                                      window=config.vote_window, threshold=config.threshold)
     return np.asarray(scores, dtype=float), np.asarray(decisions, dtype=bool)

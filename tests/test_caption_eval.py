@@ -17,10 +17,11 @@ from sleuth.agents.schemas import RuleSet
 from sleuth.evals import caption_bench, datasets
 from sleuth.evals.caption_bench import RulesFileError, read_rules, run_caption_benchmark
 from sleuth.evals.datasets import DatasetError, load_captions, load_dataset, load_labels, parse_videos
-from sleuth.evals.keyword_baseline import anomaly_keywords, detect_keywords, ema, match, smooth, stem
+from sleuth.evals.keyword_baseline import anomaly_keywords, detect_keywords, match, smooth, stem
 from sleuth.evals.metrics import evaluate, frame_ap, frame_auc
 from sleuth.evals.plots import plot_video, runs
 from sleuth.graphs.detect_captions import DetectConfig, DetectResult, FrameResult
+from sleuth.tools.smoothing import adjusted_ema as ema
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "anomalyruler"
 SLEUTH = shutil.which("sleuth", path=str(Path(sys.executable).parent)) or "sleuth"
@@ -250,7 +251,7 @@ def test_keyword_reference_on_real_data(name: str, floor: float) -> None:
 
 def test_anomalyruler_smoothing_reproduces_the_authors_number_on_ped2() -> None:
     """Their keyword list, their substring match, their smoothing: 92.5 on Ped2, as the peer reports."""
-    from sleuth.evals.keyword_baseline import anomalyruler_smooth
+    from sleuth.tools.smoothing import anomalyruler_smooth
 
     theirs = ["trolley", "cart", "luggage", "bicycle", "scooter", "vehicles", "vans", "accident", "running",
               "jumping", "riding", "skateboarding", "scooting", "lying", "falling", "bending", "fighting",

@@ -23,6 +23,7 @@ BIKE = "There are two people. The first person is walking on the pathway, the se
 RULES = RuleSet(scene="cam1", rules=[
     Rule(text="Riding a bicycle", kind="anomaly"), Rule(text="Driving a car", kind="anomaly"),
     Rule(text="Walking on the pathway", kind="normal"), Rule(text="Standing near a bench", kind="normal")])
+JUDGE = {"llm_weight": 0.5}  # piece judgments on (the default spends no call on them)
 ANOMALY_LETTER = {"A": -0.05, "B": -3.0}  # option A is always the nearest anomaly rule
 NORMAL_LETTER = {"A": -3.0, "B": -0.05}  # option B the nearest normal rule
 
@@ -52,7 +53,8 @@ def scripted(scripted_openai: ScriptedOpenAI) -> ScriptedOpenAI:
 
 def test_a_rule_breaking_span_becomes_an_event(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
     captions = [WALK] * 30 + [BIKE] * 20 + [WALK] * 30
-    result = detect_captions(captions, video="v1", scene="cam1", rules=RULES, runtime=make_runtime(tmp_path))
+    result = detect_captions(captions, video="v1", scene="cam1", rules=RULES, config=DetectConfig(**JUDGE),
+                             runtime=make_runtime(tmp_path))
     scores = result.scores
     inside, outside = scores[35:50], scores[:25] + scores[60:]
     assert min(inside) > max(outside)
@@ -74,7 +76,7 @@ def test_a_rule_breaking_span_becomes_an_event(scripted: ScriptedOpenAI, tmp_pat
 def test_the_gate_keeps_to_the_llm_budget(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
     vehicles = ["bicycle", "car", "truck", "scooter", "skateboard", "cart", "van", "bus", "tractor", "motorbike"]
     captions = [f"The first person is riding a {v} fast." for v in vehicles for _ in range(4)]
-    config = DetectConfig(max_llm_calls_per_frame=0.2, explain_events=0)
+    config = DetectConfig(max_llm_calls_per_frame=0.2, explain_events=0, **JUDGE)
     result = detect_captions(captions, video="v2", scene="cam1", rules=RULES, config=config,
                              runtime=make_runtime(tmp_path))
     assert len(judgment_requests(scripted)) == int(0.2 * len(captions))  # 10 distinct pieces, budget 8
@@ -82,9 +84,18 @@ def test_the_gate_keeps_to_the_llm_budget(scripted: ScriptedOpenAI, tmp_path: Pa
     assert {f.source for f in result.frames} <= {"llm", "cheap", "reused"}
 
 
+def test_by_default_the_llm_only_explains_events(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    result = detect_captions([WALK] * 30 + [BIKE] * 20 + [WALK] * 30, video="d", rules=RULES,
+                             runtime=make_runtime(tmp_path))
+    assert not judgment_requests(scripted)
+    assert result.events and all(r.get("response_format") for r in scripted.requests)
+    assert result.llm_calls == len(scripted.requests) <= 2 * len(result.events)
+    assert min(result.scores[35:50]) > max(result.scores[:25])
+
+
 def test_judgments_are_reused_across_videos_with_the_same_rules(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
     runtime = make_runtime(tmp_path)
-    config = DetectConfig(explain_events=0)
+    config = DetectConfig(explain_events=0, **JUDGE)
     detect_captions([WALK] * 10 + [BIKE] * 10, video="a", rules=RULES, config=config, runtime=runtime)
     first = len(scripted.requests)
     second = detect_captions([BIKE] * 10 + [WALK] * 10, video="b", rules=RULES, config=config, runtime=runtime)
@@ -95,7 +106,7 @@ def test_judgments_are_reused_across_videos_with_the_same_rules(scripted: Script
 def test_an_interrupted_run_resumes_without_redoing_work(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
     things = ["bicycle", "car", "truck", "scooter", "skateboard", "cart"]
     captions = [f"The first person is driving a {t} fast." for t in things for _ in range(5)]
-    config = DetectConfig(batch_size=1, explain_events=0, reuse_cosine=1.0)
+    config = DetectConfig(batch_size=1, explain_events=0, reuse_cosine=1.0, **JUDGE)
     calls = {"n": 0}
 
     def stop_after_two(stage: str, done: int, total: int) -> None:
@@ -122,7 +133,7 @@ def test_an_interrupted_run_resumes_without_redoing_work(scripted: ScriptedOpenA
 
 def test_an_llm_that_stays_invalid_falls_back_to_cheap_signals(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
     scripted.responder = lambda body: ("Sure", {"Sure": -0.01, "I": -5.0})
-    result = detect_captions([WALK] * 10 + [BIKE] * 10, video="v4", rules=RULES, config=DetectConfig(),
+    result = detect_captions([WALK] * 10 + [BIKE] * 10, video="v4", rules=RULES, config=DetectConfig(**JUDGE),
                              runtime=make_runtime(tmp_path))
     assert result.fallback_frames > 0
     assert len(result.frames) == 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sleuth.tools.smoothing import ema, majority_vote, moving_median, smooth
+from sleuth.tools.smoothing import adjusted_ema, ema, majority_vote, moving_median, smooth
 
 # --- ema -------------------------------------------------------------------------------------
 
@@ -116,12 +116,20 @@ def test_none_thresholds_the_raw_scores() -> None:
     assert smooth(SPIKE, method="none")[1].sum() == 1  # no smoothing: the false alarm stays
 
 
-def test_anomalyruler_is_two_emas_with_the_mean_as_second_rate() -> None:
+def test_anomalyruler_follows_the_authors_recipe() -> None:
     raw = np.array(EVENT)
-    scores, decisions = smooth(raw, method="anomalyruler", alpha=0.33)
-    expected = ema(ema(raw, 0.33), raw.mean())
-    assert np.allclose(scores, expected)
-    assert decisions.tolist() == (expected > 0.5).tolist()  # a one-frame vote leaves decisions unchanged
+    scores, decisions = smooth(raw, method="anomalyruler", alpha=0.9)  # the peer's alpha is fixed at 0.33
+    first = adjusted_ema(raw, 0.33)
+    assert decisions.tolist() == (first > first.mean()).tolist()  # threshold: the first EMA's own mean
+    assert np.allclose(scores, adjusted_ema(decisions.astype(float), first.mean()))
+
+
+def test_adjusted_ema_matches_the_pandas_formula() -> None:
+    values, expected, numerator, denominator = [0, 1, 1, 0, 1], [], 0.0, 0.0
+    for value in values:
+        numerator, denominator = numerator * 0.67 + value, denominator * 0.67 + 1
+        expected.append(numerator / denominator)
+    assert np.allclose(adjusted_ema(values, 0.33), expected)
 
 
 def test_anomalyruler_on_all_zero_scores_stays_normal() -> None:
