@@ -181,3 +181,15 @@ def test_proposer_scores_raise_the_frames_they_flag(tmp_path: Path, scripted: Sc
     result = detect_captions([WALK] * 50, video="p", rules=RULES, proposer_scores=proposer, config=config,
                              runtime=make_runtime(tmp_path))
     assert min(result.scores[20:30]) > max(result.scores[:20])
+
+
+def test_a_long_rule_set_is_cut_to_the_rules_nearest_the_caption(tmp_path: Path) -> None:
+    from sleuth.graphs.detect_captions.graph import _relevant_rules
+
+    many = RuleSet(rules=[Rule(text=f"Rule number {i} about {topic}", kind=kind)
+                          for i, (topic, kind) in enumerate([("bicycles", "anomaly"), ("fires", "anomaly"),
+                                                              ("dogs", "anomaly"), ("walking", "normal"),
+                                                              ("benches", "normal"), ("trees", "normal")])])
+    cut = _relevant_rules(many, "a man rides bicycles past the walking crowd", make_runtime(tmp_path), 2)
+    assert [r.text for r in cut.rules] == ["Rule number 0 about bicycles", "Rule number 3 about walking"]
+    assert _relevant_rules(many, "anything", make_runtime(tmp_path), 10) is many

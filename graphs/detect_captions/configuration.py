@@ -32,6 +32,8 @@ class DetectConfig(BaseModel):
                                           "normal rule is ambiguous and is not matched on its own.")
     proposer_weight: float = Field(default=0.3, ge=0, le=1, description="Weight of proposer scores when given.")
     batch_size: int = Field(default=16, ge=1, description="Pieces judged per checkpointed step.")
+    max_rules: int = Field(default=40, ge=2, description="Rules given to a full-caption deduction, nearest to "
+                           "the caption first, when the scene has more.")
     explain_events: int = Field(default=5, ge=0, description="Events per video explained by a full deduction.")
     induce_sample: int = Field(default=20, ge=1, description="Captions sampled to induce rules when a "
                                "scene has none (HyCoVAD: 20 per video).")

@@ -233,8 +233,9 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                           broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
             if len(events) < explainable:
                 try:
-                    answer, named = deduce_frame(state["captions"][peak], frames[peak].evidence or "", rules,
-                                                 runtime.gateway)
+                    answer, named = deduce_frame(state["captions"][peak], frames[peak].evidence or "",
+                                                 _relevant_rules(rules, state["captions"][peak], runtime,
+                                                                 config.max_rules), runtime.gateway)
                     event.reason = answer.reason
                     event.broken_rules = named or event.broken_rules
                 except SleuthError:
@@ -264,6 +265,20 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     graph.add_edge("score", "explain")
     graph.add_edge("explain", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def _relevant_rules(rules: RuleSet, caption: str, runtime: Runtime, limit: int) -> RuleSet:
+    """The rules nearest to ``caption`` (at most ``limit``, half anomaly and half normal) when the
+    rule set is longer than that; the whole set otherwise."""
+    if len(rules.rules) <= limit:
+        return rules
+    vectors = runtime.embedder([caption] + [rule.text for rule in rules.rules])
+    similarity = vectors[1:] @ vectors[0]
+    ranked = [rules.rules[i] for i in np.argsort(-similarity)]
+    anomaly = [rule for rule in ranked if rule.kind == "anomaly"][: max(1, limit // 2)]
+    normal = [rule for rule in ranked if rule.kind == "normal"][: limit - len(anomaly)]
+    keep = {rule.id for rule in anomaly + normal}
+    return rules.model_copy(update={"rules": [rule for rule in rules.rules if rule.id in keep]})
 
 
 def _budget(state: DetectState, config: DetectConfig) -> int:
