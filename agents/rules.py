@@ -24,6 +24,8 @@ from sleuth.prompts import load_prompt
 from sleuth.tools.embedder import TextEmbedder
 
 DUPLICATE_COSINE = 0.85  # two rules this close say the same thing
+COMMON_COVERAGE = 0.7  # an anomaly rule matching this share of sampled captions describes normality
+MATCH_COSINE = 0.6  # a caption piece this close to a rule matches it
 CONTRADICTION_COSINE = 0.60  # a normal rule this close to an anomaly rule contradicts it ("Car" vs "Vehicles": 0.8)
 
 
@@ -100,8 +102,37 @@ def induce_from_unlabeled(captions_by_video: Mapping[str, Sequence[str]], *, per
             rulesets.append(induce_rules(sample, scene=scene, gateway=gateway))
     if not rulesets:
         raise SleuthError("every video's captions are empty", hint="check the caption files")
+    embedder = embedder or TextEmbedder()
     merged = aggregate_rules(rulesets, scene=scene, embedder=embedder)
+    pool = [caption for captions in captions_by_video.values() for caption in captions if caption.strip()]
+    merged = demote_common_anomalies(merged, rng.sample(pool, min(len(pool), 200)), embedder)
     return merged.model_copy(update={"source": "induced"})
+
+
+def demote_common_anomalies(rules: RuleSet, captions: Sequence[str], embedder: TextEmbedder,
+                            coverage: float = COMMON_COVERAGE) -> RuleSet:
+    """Unlabeled footage is mostly normal, so an "anomaly" rule that describes most of a sample of
+    its captions describes the scene's normality: it becomes a normal rule. Small LLMs often list
+    what they see ("Walking on the pathway", "Trees") as anomalies; this undoes that."""
+    from sleuth.tools.captions import evidence_pieces
+
+    pieces = [evidence_pieces(caption) for caption in captions]
+    flat = sorted({piece for frame in pieces for piece in frame})
+    if not flat or not rules.anomaly:
+        return rules
+    similarity = embedder([rule.text for rule in rules.anomaly]) @ embedder(flat).T
+    position = {piece: index for index, piece in enumerate(flat)}
+    demoted = set()
+    for index, rule in enumerate(rules.anomaly):
+        hits = sum(1 for frame in pieces
+                   if frame and max(similarity[index, position[piece]] for piece in frame) >= MATCH_COSINE)
+        if hits >= coverage * len(pieces):
+            demoted.add(rule.id)
+    if not demoted:
+        return rules
+    updated = [Rule(text=rule.text, kind="normal", category=rule.category) if rule.id in demoted else rule
+               for rule in rules.rules]
+    return rules.model_copy(update={"rules": updated})
 
 
 def cosine_matrix(embedder: TextEmbedder, left: Sequence[str], right: Sequence[str]) -> np.ndarray:

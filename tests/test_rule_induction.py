@@ -1,0 +1,38 @@
+"""Rule induction from unlabeled captions: per-video induction, aggregation, demotion of the common."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sleuth.agents.rules import demote_common_anomalies, induce_from_unlabeled
+from sleuth.agents.schemas import Rule, RuleSet
+from sleuth.llm.gateway import Gateway
+from tests.conftest import HashEmbedder, ScriptedOpenAI
+
+CAPTIONS = ["The first person is walking on the pathway, the second person is walking."] * 18 + \
+           ["The first person is riding a bicycle."] * 2
+
+
+def test_an_anomaly_rule_that_describes_most_frames_becomes_normal() -> None:
+    rules = RuleSet(rules=[Rule(text="Walking on the pathway", kind="anomaly"),
+                           Rule(text="Riding a bicycle", kind="anomaly"),
+                           Rule(text="Standing near a bench", kind="normal")])
+    fixed = demote_common_anomalies(rules, CAPTIONS, HashEmbedder())
+    assert [r.text for r in fixed.anomaly] == ["Riding a bicycle"]
+    assert [r.text for r in fixed.normal] == ["Walking on the pathway", "Standing near a bench"]
+
+
+def test_induction_samples_every_video_and_merges(scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
+    answer = {"normal_human_activities": ["Walking on the pathway"], "normal_objects": ["Trees"],
+              "anomaly_human_activities": ["Riding a bicycle", "Walking on the pathway"],
+              "anomaly_objects": ["Cars"]}
+    scripted_openai.replies = [json.dumps(answer)]
+    rules = induce_from_unlabeled({"01": CAPTIONS, "02": CAPTIONS[::-1]}, per_video=5, scene="plaza",
+                                  gateway=Gateway(), embedder=HashEmbedder())
+    assert len(scripted_openai.requests) == 2  # one induction per video
+    sampled = scripted_openai.requests[0]["messages"][-1]["content"]
+    assert sampled.count("\n- ") == 2  # the two distinct captions, each listed once
+    assert rules.source == "induced" and rules.scene == "plaza"
+    assert [r.text for r in rules.anomaly] == ["Riding a bicycle", "Cars"]
+    assert "Walking on the pathway" in [r.text for r in rules.normal]
