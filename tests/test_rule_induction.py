@@ -8,6 +8,7 @@ from pathlib import Path
 from sleuth.agents.rules import demote_common_anomalies, induce_from_unlabeled
 from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.llm.gateway import Gateway
+
 from tests.conftest import HashEmbedder, ScriptedOpenAI
 
 CAPTIONS = ["The first person is walking on the pathway, the second person is walking."] * 18 + \
