@@ -24,6 +24,7 @@ from sleuth.prompts import load_prompt
 from sleuth.tools.embedder import TextEmbedder
 
 DUPLICATE_COSINE = 0.85  # two rules this close say the same thing
+PLACEHOLDERS = {"none", "n/a", "na", "nothing", "no", "null", "unknown", "other", "others"}
 COMMON_COVERAGE = 0.7  # an anomaly rule matching this share of sampled captions describes normality
 MATCH_COSINE = 0.6  # a caption piece this close to a rule matches it
 CONTRADICTION_COSINE = 0.60  # a normal rule this close to an anomaly rule contradicts it ("Car" vs "Vehicles": 0.8)
@@ -45,7 +46,8 @@ class InducedRules(BaseModel):
             (self.normal_objects, "normal", "object_environment"),
         ]
         rules = [Rule(text=text, kind=kind, category=category)
-                 for texts, kind, category in groups for text in texts if len(text.strip()) >= 2]
+                 for texts, kind, category in groups for text in texts
+                 if len(text.strip(" .")) >= 2 and text.strip(" .").lower() not in PLACEHOLDERS]
         return RuleSet(scene=scene, rules=rules, source="induced")
 
 

@@ -27,7 +27,7 @@ def test_an_anomaly_rule_that_describes_most_frames_becomes_normal() -> None:
 def test_induction_samples_every_video_and_merges(scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
     answer = {"normal_human_activities": ["Walking on the pathway"], "normal_objects": ["Trees"],
               "anomaly_human_activities": ["Riding a bicycle", "Walking on the pathway"],
-              "anomaly_objects": ["Cars"]}
+              "anomaly_objects": ["Cars", "None"]}
     scripted_openai.replies = [json.dumps(answer)]
     rules = induce_from_unlabeled({"01": CAPTIONS, "02": CAPTIONS[::-1]}, per_video=5, scene="plaza",
                                   gateway=Gateway(), embedder=HashEmbedder())
