@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from pydantic import BaseModel, Field
 from sleuth import telemetry
 from sleuth.agents.schemas import Category, Kind, Rule, RuleSet
@@ -136,6 +135,3 @@ def demote_common_anomalies(rules: RuleSet, captions: Sequence[str], embedder: T
                for rule in rules.rules]
     return rules.model_copy(update={"rules": updated})
 
-
-def cosine_matrix(embedder: TextEmbedder, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
-    return embedder(left) @ embedder(right).T
