@@ -8,7 +8,8 @@
 - **gate**: every distinct piece gets a cheap score (embedding margin between the nearest anomaly
   and normal rule); a piece already judged (here or in an earlier video of the same rules) is
   reused; a near-identical piece reuses its neighbour's judgment; the rest that lean towards
-  an anomaly rule go to the LLM, most frequent first, within the call budget.
+  an anomaly rule go to the LLM, most frequent first, within the call budget (only when
+  ``llm_weight`` > 0: by default the packaged LLMs judge no pieces, see DetectConfig).
 - **deduce**: the LLM judges the gated pieces (multiple choice among the nearest rules, score
   from log-probabilities), one checkpointed batch per step, so an interrupted run resumes.
 - **score**: a frame's raw score is its strongest piece (and the proposer score, if given);
