@@ -27,6 +27,7 @@ import numpy as np
 from sleuth.agents.schemas import RuleSet
 from sleuth.graphs.detect_captions.configuration import DetectConfig
 from sleuth.graphs.detect_captions.state import DetectResult, Event, FrameResult
+from sleuth.tools.smoothing import anomalous_spans
 from sleuth.tools.smoothing import smooth as graph_smooth
 
 STOP_WORDS = frozenset("""
@@ -172,18 +173,12 @@ def smooth(raw: Sequence[float], config: DetectConfig) -> tuple[np.ndarray, np.n
 def events(frames: Sequence[FrameResult]) -> list[Event]:
     """Contiguous runs of anomalous frames."""
     spans: list[Event] = []
-    start = None
-    for i, frame in enumerate([*frames, None]):
-        if frame is not None and frame.anomalous:
-            start = i if start is None else start
-            continue
-        if start is not None:
-            run = frames[start:i]
-            peak = max(run, key=lambda f: f.score)
-            rules = sorted({rule for f in run for rule in f.broken_rules})
-            spans.append(Event(start=run[0].index, end=run[-1].index, peak_frame=peak.index,
-                               peak_score=peak.score, broken_rules=rules))
-            start = None
+    for first, last in anomalous_spans([frame.anomalous for frame in frames]):
+        run = frames[first:last + 1]
+        peak = max(run, key=lambda f: f.score)
+        rules = sorted({rule for f in run for rule in f.broken_rules})
+        spans.append(Event(start=run[0].index, end=run[-1].index, peak_frame=peak.index,
+                           peak_score=peak.score, broken_rules=rules))
     return spans
 
 

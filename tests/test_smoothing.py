@@ -141,3 +141,10 @@ def test_threshold_moves_the_decisions() -> None:
     _, low = smooth(EVENT, method="ema_vote", threshold=0.1)
     _, high = smooth(EVENT, method="ema_vote", threshold=0.9)
     assert low.sum() > high.sum() > 0
+
+
+def test_anomalous_spans_are_inclusive_runs_including_the_edges() -> None:
+    from sleuth.tools.smoothing import anomalous_spans
+
+    assert anomalous_spans([True, True, False, False, True, False, True]) == [(0, 1), (4, 4), (6, 6)]
+    assert anomalous_spans([False, False]) == [] and anomalous_spans([]) == []

@@ -89,3 +89,17 @@ def smooth(scores: Sequence[float], *, method: Method = "ema_vote", alpha: float
         return anomalyruler_smooth(raw)
     smoothed = moving_median(ema(raw, alpha), window)
     return smoothed, majority_vote(smoothed > threshold, window)
+
+
+def anomalous_spans(decisions: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) frame of every run of consecutive True decisions, inclusive."""
+    spans, start = [], None
+    for index, flag in enumerate(decisions):
+        if flag and start is None:
+            start = index
+        if not flag and start is not None:
+            spans.append((start, index - 1))
+            start = None
+    if start is not None:
+        spans.append((start, len(decisions) - 1))
+    return spans

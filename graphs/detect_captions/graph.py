@@ -37,7 +37,7 @@ from sleuth.graphs.detect_captions.configuration import DetectConfig
 from sleuth.graphs.detect_captions.state import DetectResult, Event, FrameResult
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.captions import evidence_pieces, refine_captions
-from sleuth.tools.smoothing import smooth
+from sleuth.tools.smoothing import anomalous_spans, smooth
 
 Progress = Callable[[str, int, int], None]
 
@@ -227,7 +227,7 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
         # A full deduction costs one call, two when its answer needs the retry.
         explainable = min(config.explain_events,
                           (_budget(state, config) - (state.get("usage") or {}).get("llm_calls", 0)) // 2)
-        for span in _spans([frame.anomalous for frame in frames]):
+        for span in anomalous_spans([frame.anomalous for frame in frames]):
             peak = max(range(span[0], span[1] + 1), key=lambda i: frames[i].score)
             rule_counts = Counter(rule for frame in frames[span[0]: span[1] + 1] for rule in frame.broken_rules)
             event = Event(start=span[0], end=span[1], peak_frame=peak, peak_score=frames[peak].score,
@@ -245,10 +245,10 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 event.reason = (f"'{frames[peak].evidence}' matches the anomaly rule "
                                 f"'{event.broken_rules[0]}'" if event.broken_rules else None)
             events.append(event)
-        for event in events:
+        for event in events:  # a new list: node inputs are not mutated
             for index in range(event.start, event.end + 1):
-                state["frames"][index]["reason"] = event.reason
-        return {"events": [event.model_dump() for event in events], "frames": state["frames"],
+                frames[index].reason = event.reason
+        return {"events": [event.model_dump() for event in events], "frames": [f.model_dump() for f in frames],
                 "usage": usage_since(start_usage)}
 
     graph = StateGraph(DetectState)
@@ -303,19 +303,6 @@ def _rule_similarities(vectors: np.ndarray, rules: RuleSet, runtime: Runtime,
         anomaly_sim[:, rule_index] = np.maximum(anomaly_sim[:, rule_index], similarity[:, k])
     normal_sim = vectors @ normal_vectors.T if len(normal_vectors) else np.full((len(vectors), 1), -1.0)
     return anomaly_sim, normal_sim
-
-
-def _spans(flags: Sequence[bool]) -> list[tuple[int, int]]:
-    spans, start = [], None
-    for index, flag in enumerate(flags):
-        if flag and start is None:
-            start = index
-        if not flag and start is not None:
-            spans.append((start, index - 1))
-            start = None
-    if start is not None:
-        spans.append((start, len(flags) - 1))
-    return spans
 
 
 def default_thread_id(video: str, scene: str, captions: Sequence[str], rules: RuleSet | None,
