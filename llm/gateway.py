@@ -273,46 +273,42 @@ class Gateway:
         endpoint, router = self._router(role)
         request = self._request(role, messages, max_tokens=max_tokens, temperature=temperature,
                                 extra={"stream": True, "stream_options": {"include_usage": True}})
-        span_manager = telemetry.chat_span(endpoint.display_name, endpoint.provider,
-                                           max_tokens=request["max_tokens"],
-                                           temperature=request["temperature"])
-        span = span_manager.__enter__()
-        telemetry.record_messages(span, inputs=messages)
-        started = time.perf_counter()
-        ttft: float | None = None
-        usage: Any = None
-        finish: str | None = None
-        pieces: list[str] = []
-        try:
-            for chunk in router.completion(**request):
-                if getattr(chunk, "usage", None):
-                    usage = chunk.usage
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                finish = choice.finish_reason or finish
-                delta = choice.delta.content if choice.delta else None
-                if delta:
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                    pieces.append(delta)
-                    yield delta
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            error = _endpoint_error(endpoint, exc)
-            telemetry.record_error(span, error)
-            self.usage.add(_record(endpoint, started, ttft, usage, finish, ok=False))
-            span_manager.__exit__(None, None, None)
-            raise error from None
-        record = _record(endpoint, started, ttft, usage, finish, ok=True)
-        self.usage.add(record)
-        telemetry.record_usage(span, response_model=endpoint.display_name,
-                               input_tokens=record.prompt_tokens,
-                               output_tokens=record.completion_tokens,
-                               finish_reasons=[finish] if finish else None)
-        telemetry.record_messages(span, outputs=[{"role": "assistant", "content": "".join(pieces)}])
-        span_manager.__exit__(None, None, None)
+        with telemetry.chat_span(endpoint.display_name, endpoint.provider, max_tokens=request["max_tokens"],
+                                 temperature=request["temperature"]) as span:  # ends on early close too
+            telemetry.record_messages(span, inputs=messages)
+            started = time.perf_counter()
+            ttft: float | None = None
+            usage: Any = None
+            finish: str | None = None
+            pieces: list[str] = []
+            try:
+                for chunk in router.completion(**request):
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish = choice.finish_reason or finish
+                    delta = choice.delta.content if choice.delta else None
+                    if delta:
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                        pieces.append(delta)
+                        yield delta
+            except GeneratorExit:
+                raise
+            except Exception as exc:
+                error = _endpoint_error(endpoint, exc)
+                telemetry.record_error(span, error)
+                self.usage.add(_record(endpoint, started, ttft, usage, finish, ok=False))
+                raise error from None
+            record = _record(endpoint, started, ttft, usage, finish, ok=True)
+            self.usage.add(record)
+            telemetry.record_usage(span, response_model=endpoint.display_name,
+                                   input_tokens=record.prompt_tokens,
+                                   output_tokens=record.completion_tokens,
+                                   finish_reasons=[finish] if finish else None)
+            telemetry.record_messages(span, outputs=[{"role": "assistant", "content": "".join(pieces)}])
 
     def structured(self, messages: list[Message], schema: type[T], *, role: str = "llm",
                    max_tokens: int | None = None, temperature: float | None = None) -> T:

@@ -111,3 +111,12 @@ def test_api_key_never_reaches_logs_or_spans(scripted_openai: ScriptedOpenAI,
         assert secret not in json.dumps(dict(span.attributes or {}), default=str)
         assert all(secret not in str(event.attributes) for event in span.events)
     assert secret not in repr(gateway.settings) and secret not in repr(gateway.endpoint())
+
+
+def test_a_stream_closed_early_still_ends_its_span(scripted_openai: ScriptedOpenAI,
+                                                   spans: InMemorySpanExporter) -> None:
+    scripted_openai.replies = ["one two three four"]
+    stream = Gateway().stream(ASK)
+    assert next(stream) == "one"
+    stream.close()
+    assert [s.name for s in spans.get_finished_spans() if s.name.startswith("chat")] == ["chat openai/scripted"]
