@@ -107,6 +107,45 @@ class QdrantConfig(BaseModel):
     path: Path | None = Field(default=None, description="Local-mode folder (default: data dir).")
 
 
+class CaptionerConfig(BaseModel):
+    """Which captioner turns frames into text for the caption-based agents."""
+
+    kind: Literal["structured", "transformers", "litellm"] = Field(
+        default="structured",
+        description="'structured' (embedded: template captions from the object stage's tracks), "
+        "'transformers' (a Hugging Face VLM by local path or id, see `model`), 'litellm' (the `vlm` role).",
+    )
+    model: str | None = Field(default=None, description="transformers: a local folder or Hugging Face id.")
+    prompt: str = Field(
+        default="Describe the people and objects in this surveillance frame and what each is doing, in one "
+        "or two sentences.",
+        description="Instruction given to VLM captioners.",
+    )
+    batch_size: int = Field(default=8, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    device: str | None = Field(default=None, description="'cpu', 'cuda', ... (None: a GPU when present).")
+
+
+class ToolsConfig(BaseModel):
+    """Where the model tools run: in this process, or as Ray Serve deployments."""
+
+    backend: Literal["inprocess", "ray"] = Field(
+        default="inprocess", description="'inprocess' or 'ray' (handles to a running `sleuth serve tools` app)."
+    )
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster address for the 'ray' backend ('auto', 'head-host:6379'); "
+        "None starts or joins a local instance.",
+    )
+    serve_app: str = Field(default="sleuth-tools", description="Name of the Ray Serve application.")
+    serve_config: Path | None = Field(
+        default=None, description="Ray Serve YAML (replicas, autoscaling, CPU/GPU per tool); None: the packaged one."
+    )
+    captioner: CaptionerConfig = Field(default_factory=CaptionerConfig)
+    proposer_dir: Path | None = Field(
+        default=None, description="Folder of per-scene proposer checkpoints (default: <data_dir>/proposers)."
+    )
+
+
 class Settings(BaseSettings):
     """All of Sleuth's configuration. Build with :func:`load_settings`."""
 
@@ -123,6 +162,7 @@ class Settings(BaseSettings):
     retriever: ModelRole = Field(default_factory=ModelRole)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
     data_dirs: list[Path] = Field(
         default_factory=list, description="Folders of footage and datasets Sleuth may read."
     )

@@ -148,8 +148,18 @@ def check_qdrant(settings: Settings) -> list[Check]:
 
 def check_services(settings: Settings) -> list[Check]:
     ray = _version("ray")
-    checks = [Check("ray serve", "info", f"ray {ray} installed" if ray else
-                    "not installed (model tools run in-process)")]
+    tools = settings.tools
+    where = (f"Ray Serve app '{tools.serve_app}'" + (f" at {tools.ray_address}" if tools.ray_address else "")
+             if tools.backend == "ray" else "in-process")
+    checks = [Check("ray serve", "info", (f"ray {ray} installed; " if ray else "ray not installed; ")
+                    + f"model tools run {where} (`sleuth serve tools` starts the app)")]
+    scenes = []
+    proposer_dir = tools.proposer_dir or settings.data_dir / "proposers"
+    if proposer_dir.is_dir():
+        scenes = sorted(path.stem for path in proposer_dir.glob("*.pt"))
+    checks.append(Check("video tools", "info", f"captioner {tools.captioner.kind}"
+                        + (f" ({tools.captioner.model})" if tools.captioner.model else "")
+                        + f"; calibrated scenes: {', '.join(scenes) or 'none yet (sleuth calibrate proposer)'}"))
     tracing = settings.tracing
     if tracing.exporter == "otlp":
         endpoint = tracing.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT",

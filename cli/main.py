@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sleuth.cli.eval_captions import eval_captions
+from sleuth.cli.proposer import calibrate_app, score
 from sleuth.cli.rules import rules_app
 from sleuth.cli.runner import err, fail, request
+from sleuth.cli.serve import serve_app
 
 app = typer.Typer(
     name="sleuth",
@@ -28,6 +30,9 @@ eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", n
 app.add_typer(eval_app, name="eval")
 eval_app.command("captions")(eval_captions)
 app.add_typer(rules_app, name="rules")
+app.add_typer(calibrate_app, name="calibrate")
+app.command("score")(score)
+app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
 
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "fail": "bold red"}
@@ -125,6 +130,43 @@ def eval_llm(
     err.print(f"wrote {output}")
     if any("error" in result for result in results):
         raise fail("some models could not be benchmarked (see the table)", 1)
+
+
+@eval_app.command("proposer")
+def eval_proposer(
+    data: Annotated[Path, typer.Option(help="Data folder with ped2/ and videos/ (e.g. ../shared/data).")],
+    suite: Annotated[list[str] | None, typer.Option(help="ped2, robbery, vtest (repeatable; default all).")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON result and the plots.")] = Path(
+        "results/proposer"),
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default from ProposerConfig).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="ProposerConfig override KEY=VALUE.")] = None,
+) -> None:
+    """Benchmark the SSL proposer: frame AUC (Ped2, Robbery102), false alarms (vtest), speed, memory."""
+    from sleuth.evals.proposer_bench import SUITES, run_suites
+    from sleuth.tools.proposer import ProposerConfig
+
+    overrides: dict[str, Any] = {"epochs": epochs} if epochs else {}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    with request("eval proposer"):
+        config = ProposerConfig(**overrides)
+        results = run_suites(list(suite or SUITES), data, output, config, log=err.print)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "proposer_bench.json").write_text(json.dumps({"config": config.model_dump(), "results": results},
+                                                           indent=2))
+    table = Table(box=None, header_style="bold")
+    for column in ("suite", "frame AUC", "mean video AUC", "false alarms/min", "train s", "score fps", "peak MB"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(result["suite"], str(result.get("frame_auc", "")), str(result.get("mean_video_auc", "")),
+                      str(result.get("false_alarms_per_minute", "")), str(result["train_seconds"]),
+                      str(result["score_fps"]), str(result["peak_memory_mb"]))
+    out.print(table)
+    err.print(f"wrote {output / 'proposer_bench.json'} and plots")
 
 
 def main() -> None:

@@ -50,14 +50,21 @@ def plot_video(path: Path, *, video: str, scores: Sequence[float], labels: Seque
     handles.append(line)
     if decisions is not None:
         for start, end in runs(decisions):
-            axes.plot([start - 0.5, end + 0.5], [1.04, 1.04], color="tab:orange", linewidth=4,
+            axes.plot([start - 0.5, end + 0.5], [1.04, 1.04], color="tab:orange", linewidth=4,  # 0-1 scores
                       solid_capstyle="butt")
         handles.append(Patch(color="tab:orange", label="flagged anomalous"))
     if threshold is not None:
         line = axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"threshold {threshold:g}")
         handles.append(line)
     axes.set_xlim(-0.5, max(len(scores) - 0.5, 0.5))
-    axes.set_ylim(-0.03, 1.08)
+    values = [v for v in [*scores, *(raw_scores or []), *([threshold] if threshold is not None else [])]
+              if v == v]  # drop NaN
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if low >= -0.03 and high <= 1.08:  # probabilities: a fixed 0-1 axis compares plots
+        axes.set_ylim(-0.03, 1.08)
+    else:  # unbounded scores (e.g. the proposer's z-scores)
+        pad = 0.05 * (high - low or 1.0)
+        axes.set_ylim(low - pad, high + pad)
     axes.set_xlabel("frame")
     axes.set_ylabel("anomaly score")
     auc_text = "AUC n/a (one class)" if auc is None else f"AUC {auc * 100:.1f}"

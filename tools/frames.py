@@ -1,0 +1,343 @@
+"""Frame reader: video files, image folders and network streams as timestamped RGB frames.
+
+One reader for every source a user points Sleuth at:
+
+- a video file (mp4, avi, mkv, anything FFmpeg decodes) through PyAV, with OpenCV as fallback;
+- a folder of images (jpg, png, bmp, tif), in natural name order, at ``folder_fps``;
+- an RTSP/RTMP/HTTP(S) stream through PyAV (TCP for RTSP, a connect timeout).
+
+Frames can be sampled at a chosen rate (``fps``) and cut to a range of source frames
+(``start``/``stop``). Each :class:`Frame` keeps its source frame index and its time in
+seconds, so scores and events map back to the footage. Packets that fail to decode are
+skipped and counted (``reader.skipped``) unless ``on_error="raise"``, and so are the frames a
+cut-off file lacks where its header gives a frame count (mp4, avi); a file that cannot be
+opened at all raises one :class:`VideoError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sleuth.errors import SleuthError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class VideoError(SleuthError):
+    """A video source that cannot be opened or read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame. ``image`` is RGB, uint8, shape (height, width, 3)."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+    @property
+    def gray(self) -> np.ndarray:
+        """Luma as uint8 (height, width)."""
+        rgb = self.image.astype(np.float32)
+        return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    source: str
+    fps: float
+    frame_count: int | None
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.frame_count is None else self.frame_count / self.fps
+
+
+def is_stream(source: str | Path) -> bool:
+    return str(source).lower().startswith(STREAM_SCHEMES)
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+
+
+class FrameReader:
+    """Iterate the frames of ``source``. Reusable: every iteration starts from the beginning.
+
+    ``fps``: sample at this rate (None: every frame). ``start``/``stop``: source frame indices,
+    stop exclusive. ``max_frames``: stop after this many yielded frames (use it for streams).
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        fps: float | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        max_frames: int | None = None,
+        folder_fps: float = 25.0,
+        on_error: Literal["skip", "raise"] = "skip",
+        backend: Literal["auto", "pyav", "opencv"] = "auto",
+        timeout_s: float = 10.0,
+    ) -> None:
+        if fps is not None and fps <= 0:
+            raise VideoError(f"fps must be positive, got {fps}", hint="pass --fps with a value such as 5")
+        self.source = str(source)
+        self.fps = fps
+        self.start = max(0, start)
+        self.stop = stop
+        self.max_frames = max_frames
+        self.folder_fps = folder_fps
+        self.on_error = on_error
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.skipped = 0
+        self._info: VideoInfo | None = None
+        self._check_source()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _check_source(self) -> None:
+        if is_stream(self.source):
+            return
+        path = Path(self.source)
+        if not path.exists():
+            raise VideoError(f"video not found: {path}", hint="check the path (a video file, image folder or URL)")
+        if path.is_dir():
+            if not image_files(path):
+                raise VideoError(f"no images in folder {path}",
+                                 hint=f"a frame folder holds {', '.join(sorted(IMAGE_SUFFIXES))} files")
+        elif path.stat().st_size == 0:
+            raise VideoError(f"video file is empty: {path}", hint="re-copy or re-export the file")
+
+    @property
+    def info(self) -> VideoInfo:
+        """Native rate, frame count (None for streams) and size, read without decoding everything."""
+        if self._info is None:
+            self._info = self._probe()
+        return self._info
+
+    def _probe(self) -> VideoInfo:
+        path = Path(self.source)
+        if not is_stream(self.source) and path.is_dir():
+            files = image_files(path)
+            height, width = _read_image(files[0]).shape[:2]
+            return VideoInfo(self.source, self.folder_fps, len(files), width, height)
+        if self._use_pyav():
+            import av
+
+            with self._open_av() as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate or stream.guessed_rate or 25.0)
+                count = stream.frames or None
+                if count is None and stream.duration and stream.time_base:
+                    count = int(round(float(stream.duration * stream.time_base) * rate))
+                if count is None and container.duration:  # Matroska keeps only the container's duration
+                    count = int(round(container.duration / av.time_base * rate))
+                del av
+                return VideoInfo(self.source, rate, count, stream.codec_context.width, stream.codec_context.height)
+        capture = self._open_cv()
+        try:
+            import cv2
+
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            return VideoInfo(self.source, capture.get(cv2.CAP_PROP_FPS) or 25.0, count,
+                             int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        finally:
+            capture.release()
+
+    def _use_pyav(self) -> bool:
+        if self.backend == "opencv":
+            return False
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            if self.backend == "pyav":
+                raise VideoError("PyAV is not installed", hint="pip install av, or use backend='opencv'") from None
+            return False
+        return True
+
+    def _open_av(self):  # type: ignore[no-untyped-def]
+        import av
+
+        options = {}
+        if is_stream(self.source):
+            options = {"rtsp_transport": "tcp"} if self.source.lower().startswith("rtsp") else {}
+        try:
+            timeout = self.timeout_s if is_stream(self.source) else None
+            container = av.open(self.source, options=options, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as exc:
+            what = "stream" if is_stream(self.source) else "video"
+            hint = ("check the URL, that the camera is reachable and that credentials are in it"
+                    if is_stream(self.source) else "the file is not a video or is corrupt; re-export or re-copy it")
+            raise VideoError(f"cannot open {what} {self.source}: {_short(exc)}", hint=hint) from None
+        if not container.streams.video:
+            container.close()
+            raise VideoError(f"no video stream in {self.source}", hint="is this an audio-only or data file?")
+        return container
+
+    def _open_cv(self):  # type: ignore[no-untyped-def]
+        import cv2
+
+        capture = cv2.VideoCapture(self.source)
+        if not capture.isOpened():
+            raise VideoError(f"cannot open video {self.source}",
+                             hint="the file is not a video, is corrupt, or the stream is unreachable")
+        return capture
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.skipped = 0
+        path = Path(self.source)
+        if not is_stream(self.source) and path.is_dir():
+            raw = self._iter_folder(path)
+            native = self.folder_fps
+        elif self._use_pyav():
+            native = self.info.fps
+            raw = self._iter_pyav()
+        else:
+            native = self.info.fps
+            raw = self._iter_opencv(native)
+        yield from self._sample(raw, native)
+
+    def read(self) -> list[Frame]:
+        return list(self)
+
+    def _sample(self, raw: Iterator[Frame], native_fps: float) -> Iterator[Frame]:
+        step = None if self.fps is None or self.fps >= native_fps else 1.0 / self.fps
+        next_time: float | None = None
+        yielded = 0
+        for frame in raw:
+            if frame.index < self.start:
+                continue
+            if self.stop is not None and frame.index >= self.stop:
+                break
+            if step is not None:
+                if next_time is not None and frame.time_s + 1e-6 < next_time:
+                    continue
+                next_time = (frame.time_s if next_time is None else next_time) + step
+            yield frame
+            yielded += 1
+            if self.max_frames is not None and yielded >= self.max_frames:
+                break
+
+    def _iter_folder(self, folder: Path) -> Iterator[Frame]:
+        for index, file in enumerate(image_files(folder)):
+            if index < self.start:
+                continue
+            if self.stop is not None and index >= self.stop:
+                return
+            try:
+                image = _read_image(file)
+            except VideoError:
+                if self.on_error == "raise":
+                    raise
+                self.skipped += 1
+                continue
+            yield Frame(index, index / self.folder_fps, image)
+
+    def _iter_pyav(self) -> Iterator[Frame]:
+        import av
+
+        container = self._open_av()
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = self.info.fps
+            expected = stream.frames  # exact where the header says it (mp4, avi); 0 when it does not
+            index = 0
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:  # unreadable container data: stop, keep what we have
+                    if self.on_error == "raise":
+                        raise VideoError(f"{self.source} is truncated or corrupt: {_short(exc)}",
+                                         hint="re-copy the file, or read it with on_error='skip'") from None
+                    self.skipped += 1
+                    break
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError as exc:
+                    if self.on_error == "raise":
+                        raise VideoError(f"bad frame data in {self.source} near frame {index}: {_short(exc)}",
+                                         hint="re-copy the file, or read it with on_error='skip'") from None
+                    self.skipped += 1
+                    continue
+                for av_frame in decoded:
+                    time_s = float(av_frame.time) if av_frame.time is not None else index / rate
+                    if index >= self.start:
+                        yield Frame(index, time_s, av_frame.to_ndarray(format="rgb24"))
+                    index += 1
+                    if self.stop is not None and index >= self.stop:
+                        return
+            # FFmpeg ends a cut-off file like a complete one: the header's frame count tells them apart
+            wanted = expected if self.stop is None else min(expected, self.stop)
+            if index < wanted:
+                if self.on_error == "raise":
+                    raise VideoError(f"{self.source} is truncated: decoded {index} of {expected} frames",
+                                     hint="re-copy the file, or read it with on_error='skip'")
+                self.skipped = max(self.skipped, wanted - index)
+        finally:
+            container.close()
+
+    def _iter_opencv(self, rate: float) -> Iterator[Frame]:
+        import cv2
+
+        capture = self._open_cv()
+        try:
+            index = 0
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                yield Frame(index, index / rate, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                index += 1
+        finally:
+            capture.release()
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise VideoError(f"cannot read image {path}", hint="the file is not an image or is corrupt")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_frames(source: str | Path, **options: object) -> list[Frame]:
+    """All frames of ``source`` (see :class:`FrameReader` for the options)."""
+    return FrameReader(source, **options).read()  # type: ignore[arg-type]
+
+
+def resize_to(image: np.ndarray, width: int) -> np.ndarray:
+    """Downscale keeping the aspect ratio (no-op when already narrower)."""
+    import cv2
+
+    height, current = image.shape[:2]
+    if current <= width:
+        return image
+    return cv2.resize(image, (width, max(1, int(math.floor(height * width / current)))), interpolation=cv2.INTER_AREA)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

@@ -1,0 +1,434 @@
+"""The SSL proposer (HyCoVAD's first stage): train on normal footage, score new footage.
+
+``Proposer.fit`` runs the object stage over each normal clip, cuts object-centred and
+whole-frame temporal crops and trajectories, and trains the multi-task network of
+:mod:`.model`. The tail of each clip (``val_fraction``) is held out: the task scores on it give
+each task's normal range (median and spread, for z-scores) and the alarm threshold (a
+percentile of the held-out frame scores).
+
+``Proposer.score`` returns, per frame, the largest anomaly z-score among its objects and the
+whole frame, smoothed over time, and, per object, each task's z-score.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from sleuth.errors import SleuthError
+from sleuth.tools.frames import Frame
+from sleuth.tools.objects import ObjectStage
+from sleuth.tools.proposer import data
+from sleuth.tools.proposer.model import (
+    CONTEXT,
+    MIDDLE,
+    NORMAL_CLIP,
+    PERMUTATIONS,
+    SKIPPED_CLIP,
+    GradNorm,
+    ProposerNet,
+    jigsaw,
+    shuffled_orders,
+)
+
+TASKS = ("middle", "irregularity", "jigsaw", "trajectory")
+JIGSAW_PROBES = (0, 7, 16, 23)  # permutations tried at scoring time (identity first)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class ProposerError(SleuthError):
+    """The proposer cannot be trained or used as asked."""
+
+
+class ProposerConfig(BaseModel):
+    """Training and scoring knobs. Defaults are what the Ped2 benchmark uses."""
+
+    width: int = Field(default=16, description="Encoder width (channels of the middle layers).")
+    memory_slots: int = Field(default=100, description="Prototypes in the middle-frame memory.")
+    epochs: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=64, ge=4)
+    samples_per_epoch: int = Field(default=12000, ge=64, description="Patch stacks drawn per epoch.")
+    lr: float = 1e-3
+    gradnorm_every: int = Field(default=5, ge=1, description="Steps between GradNorm weight updates.")
+    max_train_minutes: float | None = Field(default=None, description="Stop training after this long.")
+    val_fraction: float = Field(default=0.15, ge=0.05, le=0.5, description="Tail of each clip held out.")
+    task_weights: dict[str, float] = Field(
+        default_factory=lambda: {"middle": 1.0, "irregularity": 1.0, "jigsaw": 1.0, "trajectory": 1.0},
+        description="Weight of each task's z-score in an object's anomaly score.",
+    )
+    whole_frame_weight: float = Field(default=1.0, ge=0, description="Weight of the whole-frame score.")
+    smooth_frames: float = Field(default=5.0, ge=0, description="Gaussian sigma (frames) of frame scores.")
+    threshold_percentile: float = Field(default=99.0, gt=50, lt=100)
+    device: str | None = Field(default=None, description="'cpu', 'cuda' (None: a GPU when present).")
+    seed: int = 0
+
+
+@dataclass
+class ObjectScore:
+    track_id: int
+    box: tuple[int, int, int, int]
+    score: float
+    tasks: dict[str, float]  # z-score per task
+
+
+@dataclass
+class ProposalScores:
+    """Scores of one clip. ``frame_scores`` are smoothed; ``raw_scores`` are not."""
+
+    frame_indices: list[int]
+    times_s: list[float]
+    frame_scores: np.ndarray
+    raw_scores: np.ndarray
+    objects: list[list[ObjectScore]]
+    threshold: float | None = None
+
+    def suspects(self, threshold: float | None = None) -> list[int]:
+        """Frame indices at or above the threshold (the calibrated one by default)."""
+        level = self.threshold if threshold is None else threshold
+        if level is None:
+            raise ProposerError("no threshold", hint="pass one, or use a proposer trained with calibration")
+        return [index for index, score in zip(self.frame_indices, self.frame_scores, strict=True) if score >= level]
+
+
+@dataclass
+class FitReport:
+    frames: int
+    objects: int
+    trajectories: int
+    epochs: int
+    seconds: float
+    losses: list[dict[str, float]] = field(default_factory=list)
+    task_weights: list[float] = field(default_factory=list)
+    threshold: float = 0.0
+
+
+@dataclass
+class _Clip:
+    frames: Sequence[Frame]
+    grey: np.ndarray
+    objects: list[Any]
+
+
+class Proposer:
+    """A trained (or untrained) proposer for one scene."""
+
+    def __init__(self, config: ProposerConfig | None = None, *, scene: str | None = None) -> None:
+        self.config = config or ProposerConfig()
+        self.scene = scene
+        self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(self.config.seed)
+        self.net = ProposerNet(self.config.width, self.config.memory_slots).to(self.device)
+        self.stats: dict[str, dict[str, float]] = {}  # "<kind>/<task>" -> {"center", "scale"}
+        self.threshold: float | None = None
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.stats)
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(self, clips: Sequence[Sequence[Frame]], *, progress: Progress | None = None) -> FitReport:
+        """Train on normal clips (each a consecutive run of frames of one camera)."""
+        clips = [list(clip) for clip in clips if len(clip) > 0]
+        if sum(len(clip) for clip in clips) < 20:
+            raise ProposerError("too little normal footage to train on (fewer than 20 frames)",
+                                hint="give at least a few seconds of normal activity of the scene")
+        started = time.perf_counter()
+        _set_threads()
+        prepared = [self._prepare(clip, progress) for clip in clips]
+        train_parts, val_parts, train_tracks = [], [], []
+        for clip in prepared:
+            cut = max(1, int(len(clip.frames) * (1 - self.config.val_fraction)))
+            train_pos, val_pos = range(cut), range(cut, len(clip.frames))
+            train_parts.append(data.object_patches(clip.grey, clip.objects, train_pos))
+            train_tracks.append(data.trajectories(clip.objects, train_pos))
+            if len(val_pos):
+                val_parts.append((clip, data.object_patches(clip.grey, clip.objects, val_pos),
+                                  data.trajectories(clip.objects, val_pos)))
+        patches = data.Patches.concat(train_parts)
+        tracks = data.Trajectories.concat(train_tracks)
+        report = self._train(patches, tracks, progress)
+        self._calibrate(val_parts)
+        report.seconds = time.perf_counter() - started
+        report.frames = sum(len(clip.frames) for clip in prepared)
+        report.threshold = float(self.threshold or 0.0)
+        self.meta.update({"trained_frames": report.frames, "train_seconds": round(report.seconds, 1),
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return report
+
+    def _prepare(self, frames: Sequence[Frame], progress: Progress | None) -> _Clip:
+        if progress:
+            progress("objects", 0, len(frames))
+        objects = ObjectStage().run(frames)
+        if progress:
+            progress("objects", len(frames), len(frames))
+        return _Clip(frames, data.grey_stack(frames), objects)
+
+    def _train(self, patches: data.Patches, tracks: data.Trajectories, progress: Progress | None) -> FitReport:
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        net = self.net.train()
+        head_params = [p for name, p in net.named_parameters() if not name.startswith("trajectory")]
+        optimizer = torch.optim.Adam(head_params, lr=config.lr)
+        trajectory_optimizer = torch.optim.Adam(net.trajectory.parameters(), lr=config.lr)
+        gradnorm = GradNorm(3, device=self.device)
+        per_epoch = min(len(patches), config.samples_per_epoch)
+        steps = math.ceil(per_epoch / config.batch_size)
+        report = FitReport(0, int((patches.kind == data.OBJECT).sum()), int(tracks.mask.sum()), 0, 0.0)
+        deadline = time.perf_counter() + 60 * config.max_train_minutes if config.max_train_minutes else None
+        step_total = 0
+        for epoch in range(config.epochs):
+            order = rng.permutation(len(patches))[:per_epoch]
+            sums = dict.fromkeys(TASKS, 0.0)
+            for step in range(steps):
+                batch = torch.from_numpy(patches.stacks[order[step * config.batch_size:(step + 1) * config.batch_size]])
+                losses = self._image_losses(batch.to(self.device).float() / 255.0, generator)
+                total = (gradnorm.current() * losses).sum()
+                balance = step_total % config.gradnorm_every == 0
+                optimizer.zero_grad()
+                total.backward(retain_graph=balance)
+                if balance:  # after backward: GradNorm's own pass frees the graph
+                    gradnorm.step(losses, net.encoder.last.weight)
+                optimizer.step()
+                if len(tracks):
+                    picked = rng.integers(0, len(tracks), size=min(32, len(tracks)))
+                    trajectory_loss = self._trajectory_loss(tracks, picked)
+                    trajectory_optimizer.zero_grad()
+                    trajectory_loss.backward()
+                    trajectory_optimizer.step()
+                    sums["trajectory"] += float(trajectory_loss.detach())
+                for name, value in zip(TASKS[:3], losses.detach().cpu().tolist(), strict=True):
+                    sums[name] += value
+                step_total += 1
+                if progress:
+                    progress("train", epoch * steps + step + 1, config.epochs * steps)
+                if deadline and time.perf_counter() > deadline:
+                    break
+            report.losses.append({name: round(value / max(1, step + 1), 5) for name, value in sums.items()})
+            report.epochs = epoch + 1
+            if deadline and time.perf_counter() > deadline:
+                break
+        report.task_weights = [round(float(w), 3) for w in gradnorm.current()]
+        net.eval()
+        return report
+
+    def _image_losses(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Losses of the three image tasks on a batch of [B, 9, 64, 64] stacks in [0, 1]."""
+        net = self.net
+        b = x.shape[0]
+        permutation = torch.randint(0, len(PERMUTATIONS), (b,), generator=generator).to(self.device)
+        frames = torch.cat([x, jigsaw(x[:, MIDDLE], permutation)[:, None]], dim=1)  # 9 frames + the puzzle
+        features = net.encode(frames)
+        c = net.encoder.channels
+        per_frame = features.reshape(b, 10, c, *features.shape[-2:])
+
+        predicted, entropy = net.middle(per_frame[:, list(CONTEXT)].flatten(1, 2))
+        middle_loss = F.mse_loss(predicted[:, 0], F.avg_pool2d(x[:, MIDDLE:MIDDLE + 1], 2)[:, 0]) + 0.0002 * entropy
+
+        kind = torch.randint(0, 3, (b,), generator=generator).to(self.device)
+        normal = per_frame[:, list(NORMAL_CLIP)]
+        skipped = per_frame[:, list(SKIPPED_CLIP)]
+        orders = shuffled_orders(b, generator).to(self.device)
+        shuffled = normal[torch.arange(b, device=self.device)[:, None], orders]
+        pick = kind.view(b, 1, 1, 1, 1)
+        clip = torch.where(pick == 0, normal, torch.where(pick == 1, skipped, shuffled))
+        irregularity_loss = F.cross_entropy(net.irregularity(clip.flatten(1, 2)), kind)
+
+        jigsaw_loss = F.cross_entropy(net.jigsaw(per_frame[:, 9]), permutation)
+        return torch.stack([middle_loss, irregularity_loss, jigsaw_loss])
+
+    def _trajectory_loss(self, tracks: data.Trajectories, rows: np.ndarray) -> torch.Tensor:
+        positions = torch.from_numpy(tracks.tracks[rows]).to(self.device)
+        mask = torch.from_numpy(tracks.mask[rows]).to(self.device)
+        predicted = self.net.trajectory(positions[:, :, :-1], mask)
+        target = (positions[:, :, -1] - positions[:, :, -2]) * 10
+        error = ((predicted - target) ** 2).sum(-1)
+        return (error * mask).sum() / mask.sum().clamp_min(1)
+
+    # -- calibration and scoring ---------------------------------------------------------------
+
+    def _calibrate(self, held_out: list[tuple[_Clip, data.Patches, data.Trajectories]]) -> None:
+        """Per-task normal ranges and the alarm threshold, from the held-out tail of each clip."""
+        raw = [self._task_scores(patches, tracks) for _, patches, tracks in held_out]
+        if not raw:
+            raise ProposerError("no held-out frames to calibrate on", hint="give longer normal clips")
+        kinds = np.concatenate([patches.kind for _, patches, _ in held_out])
+        for task in TASKS:
+            values = np.concatenate([r[task] for r in raw])
+            for kind_name, kind in (("object", data.OBJECT), ("frame", data.WHOLE_FRAME)):
+                chosen = values[(kinds == kind) & np.isfinite(values)]
+                if len(chosen) < 2:
+                    chosen = np.array([0.0, 1.0])
+                center = float(np.median(chosen))
+                spread = float(np.percentile(chosen, 75) - np.percentile(chosen, 25)) / 1.349
+                self.stats[f"{kind_name}/{task}"] = {"center": center, "scale": max(spread, 1e-6)}
+        frame_scores = []
+        for (_, patches, _), task_raw in zip(held_out, raw, strict=True):
+            positions = sorted(set(patches.position.tolist()))
+            combined, _ = self._combine(patches, task_raw, positions)
+            frame_scores.append(combined)
+        pooled = np.concatenate(frame_scores)
+        self.threshold = float(np.percentile(pooled, self.config.threshold_percentile))
+
+    @torch.no_grad()
+    def _task_scores(self, patches: data.Patches, tracks: data.Trajectories, batch: int = 128) -> dict[str, np.ndarray]:
+        """Raw anomaly measure per patch stack and task (trajectory: NaN where no track)."""
+        net = self.net.eval()
+        out: dict[str, list[np.ndarray]] = {task: [] for task in TASKS[:3]}
+        probes = torch.tensor(JIGSAW_PROBES, device=self.device)
+        for start in range(0, len(patches), batch):
+            x = torch.from_numpy(patches.stacks[start:start + batch]).to(self.device).float() / 255.0
+            b = x.shape[0]
+            puzzles = jigsaw(x[:, MIDDLE].repeat_interleave(len(probes), 0), probes.repeat(b))
+            features = net.encode(x)
+            c = net.encoder.channels
+            per_frame = features.reshape(b, 9, c, *features.shape[-2:])
+            predicted, _ = net.middle(per_frame[:, list(CONTEXT)].flatten(1, 2))
+            error = (predicted[:, 0] - F.avg_pool2d(x[:, MIDDLE:MIDDLE + 1], 2)[:, 0]) ** 2
+            out["middle"].append(error.flatten(1).mean(1).cpu().numpy())
+            logits = net.irregularity(per_frame[:, list(NORMAL_CLIP)].flatten(1, 2))
+            out["irregularity"].append((-F.log_softmax(logits, dim=1)[:, 0]).cpu().numpy())
+            jig_logits = net.jigsaw(net.encode(puzzles[:, None]))
+            nll = -F.log_softmax(jig_logits, dim=1).gather(1, probes.repeat(b)[:, None])[:, 0]
+            out["jigsaw"].append(nll.reshape(b, len(probes)).mean(1).cpu().numpy())
+        scores = {task: np.concatenate(values) if values else np.zeros(0) for task, values in out.items()}
+        scores["trajectory"] = self._trajectory_scores(patches, tracks)
+        return scores
+
+    @torch.no_grad()
+    def _trajectory_scores(self, patches: data.Patches, tracks: data.Trajectories) -> np.ndarray:
+        result = np.full(len(patches), np.nan, np.float32)
+        if not len(tracks):
+            return result
+        lookup = {(int(p), int(t)): i for i, (p, t) in enumerate(zip(patches.position, patches.track_id, strict=True))}
+        for start in range(0, len(tracks), 256):
+            rows = np.arange(start, min(len(tracks), start + 256))
+            positions = torch.from_numpy(tracks.tracks[rows]).to(self.device)
+            mask = torch.from_numpy(tracks.mask[rows]).to(self.device)
+            predicted = self.net.trajectory(positions[:, :, :-1], mask)
+            target = (positions[:, :, -1] - positions[:, :, -2]) * 10
+            error = ((predicted - target) ** 2).sum(-1).sqrt().cpu().numpy()
+            for row_offset, row in enumerate(rows):
+                for slot in np.flatnonzero(tracks.mask[row]):
+                    index = lookup.get((int(tracks.position[row]), int(tracks.track_id[row, slot])))
+                    if index is not None:
+                        result[index] = error[row_offset, slot]
+        return result
+
+    def _z(self, kind: str, task: str, values: np.ndarray) -> np.ndarray:
+        stat = self.stats[f"{kind}/{task}"]
+        return (values - stat["center"]) / stat["scale"]
+
+    def _combine(self, patches: data.Patches, raw: dict[str, np.ndarray],
+                 positions: Sequence[int]) -> tuple[np.ndarray, list[list[ObjectScore]]]:
+        """Frame scores (max over objects and the weighted whole frame) and per-object details."""
+        weights = self.config.task_weights
+        is_object = patches.kind == data.OBJECT
+        z = {}
+        for task in TASKS:
+            z[task] = np.where(is_object, self._z("object", task, raw[task]), self._z("frame", task, raw[task]))
+        total = np.zeros(len(patches))
+        weight_sum = np.zeros(len(patches))
+        for task in TASKS:
+            valid = np.isfinite(z[task])
+            total[valid] += weights.get(task, 0.0) * z[task][valid]
+            weight_sum[valid] += weights.get(task, 0.0)
+        combined = total / np.maximum(weight_sum, 1e-9)
+        combined[~is_object] *= self.config.whole_frame_weight
+        index_of = {position: i for i, position in enumerate(positions)}
+        frame_scores = np.full(len(positions), -np.inf)
+        objects: list[list[ObjectScore]] = [[] for _ in positions]
+        for i in range(len(patches)):
+            slot = index_of[int(patches.position[i])]
+            frame_scores[slot] = max(frame_scores[slot], combined[i])
+            if is_object[i]:
+                objects[slot].append(ObjectScore(int(patches.track_id[i]), tuple(int(v) for v in patches.boxes[i]),
+                                                 float(combined[i]),
+                                                 {task: round(float(z[task][i]), 3) for task in TASKS
+                                                  if np.isfinite(z[task][i])}))
+        frame_scores[~np.isfinite(frame_scores)] = 0.0
+        return _gaussian_smooth(frame_scores, self.config.smooth_frames), objects
+
+    def score(self, frames: Sequence[Frame], *, progress: Progress | None = None) -> ProposalScores:
+        """Per-frame and per-object anomaly scores of one clip (consecutive frames of one camera)."""
+        if not self.trained:
+            raise ProposerError("this proposer is not trained", hint="run `sleuth calibrate proposer` for the scene")
+        frames = list(frames)
+        if not frames:
+            raise ProposerError("no frames to score", hint="check the video and the frame range")
+        _set_threads()
+        clip = self._prepare(frames, progress)
+        positions = list(range(len(frames)))
+        patches = data.object_patches(clip.grey, clip.objects, positions)
+        raw = self._task_scores(patches, data.trajectories(clip.objects, positions))
+        smoothed, objects = self._combine(patches, raw, positions)
+        unsmoothed = self._combine_raw(patches, raw, positions)
+        return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed, unsmoothed, objects,
+                              self.threshold)
+
+    def _combine_raw(self, patches: data.Patches, raw: dict[str, np.ndarray], positions: Sequence[int]) -> np.ndarray:
+        sigma, self.config.smooth_frames = self.config.smooth_frames, 0.0
+        try:
+            return self._combine(patches, raw, positions)[0]
+        finally:
+            self.config.smooth_frames = sigma
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        torch.save({"format": 1, "config": self.config.model_dump(), "scene": self.scene,
+                    "state": {k: v.cpu() for k, v in self.net.state_dict().items()}, "stats": self.stats,
+                    "threshold": self.threshold, "meta": self.meta}, partial)
+        os.replace(partial, path)  # never leave a half-written checkpoint under the real name
+        return path
+
+    @classmethod
+    def load(cls, path: Path, *, device: str | None = None) -> Proposer:
+        path = Path(path)
+        if not path.is_file():
+            raise ProposerError(f"no proposer checkpoint at {path}", hint="run `sleuth calibrate proposer` first")
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            config = ProposerConfig(**{**saved["config"], "device": device or saved["config"].get("device")})
+            proposer = cls(config, scene=saved.get("scene"))
+            proposer.net.load_state_dict(saved["state"])
+        except ProposerError:
+            raise
+        except Exception as exc:  # a truncated or foreign file
+            raise ProposerError(f"cannot read proposer checkpoint {path}: {type(exc).__name__}",
+                                hint="recalibrate the scene with `sleuth calibrate proposer`") from None
+        proposer.net.eval()
+        proposer.stats, proposer.threshold, proposer.meta = saved["stats"], saved["threshold"], saved.get("meta", {})
+        return proposer
+
+
+def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0 or len(values) < 2:
+        return values.astype(np.float64)
+    radius = int(3 * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values.astype(np.float64), radius, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _set_threads() -> None:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def report_dict(report: FitReport) -> dict[str, Any]:
+    return asdict(report)
