@@ -4,7 +4,8 @@ Three suites read from one data folder (``../shared/data`` or any folder in the 
 
 - ``ped2``: ``<data>/ped2``: train on ``training/frames/*`` (normal only), score every clip of
   ``testing/frames/*``, labels from ``testing/labels.csv``. Frame ROC AUC over all frames
-  concatenated and the mean of per-video AUCs (videos with both classes).
+  concatenated (as scored, and with each video's scores min-max normalised first, the protocol
+  of MemAE and MNAD's evaluation code) and the mean of per-video AUCs (videos with both classes).
 - ``robbery``: ``<data>/videos/ucf_Robbery102_frames.mp4``: train on frames 0-899 (normal), score
   the rest; anomalous frames 1080-1560 (UCF-Crime annotation).
 - ``vtest``: ``<data>/videos/vtest.avi`` (normal only): train on the first half, score the second;
@@ -110,10 +111,13 @@ def run_ped2(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict[st
         plot_video(out / f"ped2_{clip.name}.png", video=clip.name, scores=list(scored.frame_scores), labels=list(y),
                    threshold=scored.threshold, raw_scores=list(scored.raw_scores), title=f"Ped2 test {clip.name}")
     y_all, s_all = np.concatenate(truth), np.concatenate(scores)
+    # MemAE/MNAD's protocol: each test video's scores min-max normalised before concatenation
+    normalised = np.concatenate([(s - s.min()) / (s.max() - s.min() + 1e-12) for s in scores])
     result.update({
         "suite": "ped2", "test_frames": int(len(y_all)),
         "frame_auc": round(100 * roc_auc_score(y_all, s_all), 2),
         "frame_auc_unsmoothed": round(100 * roc_auc_score(y_all, np.concatenate(raw)), 2),
+        "frame_auc_per_video_normalised": round(100 * roc_auc_score(y_all, normalised), 2),
         "frame_ap": round(100 * average_precision_score(y_all, s_all), 2),
         "mean_video_auc": round(float(np.mean(list(per_video.values()))), 2) if per_video else None,
         "video_auc": per_video, "score_fps": round(float(np.median(rates)), 1),

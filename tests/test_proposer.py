@@ -68,6 +68,16 @@ def test_network_shapes() -> None:
     assert displacement.shape == (2, 4, 2)
 
 
+def test_held_out_runs_are_spread_over_the_clip_with_an_optional_guard_band() -> None:
+    from sleuth.tools.proposer.proposer import held_out_split
+
+    train, held = held_out_split(400, 0.15)
+    assert len(held) == 60 and held[-1] == 399 and held[0] < 100  # not only the tail
+    assert sorted(train + held) == list(range(400))
+    train, held = held_out_split(400, 0.15, guard=4)
+    assert min(abs(t - h) for t in train for h in held) > 4  # a crop spans t-4..t+4
+
+
 def test_fit_score_save_and_load(tmp_path: Path) -> None:
     proposer = Proposer(ProposerConfig(**TINY))
     report = proposer.fit([walking_clip(48)])

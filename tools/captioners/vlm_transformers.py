@@ -25,6 +25,8 @@ from sleuth.tools.frames import Frame
 class TransformersCaptioner:
     """Batched greedy captioning with a transformers VLM, loaded lazily on the first call."""
 
+    independent_frames = True  # each frame is captioned alone: a Ray replica may batch frames across calls
+
     def __init__(self, model: str, *, prompt: str, batch_size: int = 8, max_new_tokens: int = 64,
                  device: str | None = None, allow_download: bool = False) -> None:
         if batch_size < 1:
@@ -48,6 +50,10 @@ class TransformersCaptioner:
         text = self.model_id
         return text.startswith((".", "/", "~")) or "\\" in text or Path(text).expanduser().exists() \
             or text.count("/") > 1
+
+    def load(self) -> None:
+        """Load processor and weights now (otherwise on first use); a Ray replica calls this at start."""
+        self._load()
 
     def _load(self) -> None:
         with self._lock:

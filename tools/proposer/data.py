@@ -78,8 +78,13 @@ def grey_stack(frames: Sequence[Frame]) -> np.ndarray:
 
 
 def object_patches(grey: np.ndarray, objects: Sequence[FrameObjects],
-                   positions: Sequence[int] | None = None) -> Patches:
-    """Temporal crops of every object, and the whole frame, at the given clip positions."""
+                   positions: Sequence[int] | None = None, crop_px: int | None = None) -> Patches:
+    """Temporal crops of every object, and the whole frame, at the given clip positions.
+
+    ``crop_px``: cut fixed-size squares (a box larger than that is covered by several) so that
+    motion keeps its scale: an object twice as fast moves twice as far inside its crop. None:
+    one square per box, scaled to the box (motion is then relative to the object's size).
+    """
     count = len(grey)
     positions = range(count) if positions is None else positions
     small = np.stack([cv2.resize(g, (PATCH, PATCH), interpolation=cv2.INTER_AREA) for g in grey])
@@ -93,16 +98,40 @@ def object_patches(grey: np.ndarray, objects: Sequence[FrameObjects],
         tracks.append(-1)
         boxes.append((0, 0, width, height))
         for obj in objects[t].objects:
-            stacks.append(np.stack([_patch(grey[i], obj.box) for i in window]))
-            kinds.append(OBJECT)
-            where.append(t)
-            tracks.append(obj.track_id)
-            boxes.append(obj.box)
+            for box in _tiles(obj.box, crop_px):
+                stacks.append(np.stack([_patch(grey[i], box, fixed=crop_px is not None) for i in window]))
+                kinds.append(OBJECT)
+                where.append(t)
+                tracks.append(obj.track_id)
+                boxes.append(box)
     return Patches(np.stack(stacks).astype(np.uint8), np.asarray(kinds, np.int8), np.asarray(where, np.int64),
                    np.asarray(tracks, np.int64), np.asarray(boxes, np.int64).reshape(-1, 4))
 
 
-def _patch(grey: np.ndarray, box: Box) -> np.ndarray:
+def _tiles(box: Box, side: int | None) -> list[Box]:
+    """The box itself, or fixed ``side``-pixel squares covering it (one per ``side`` of extent)."""
+    if side is None:
+        return [box]
+    x1, y1, x2, y2 = box
+    nx, ny = max(1, round((x2 - x1) / side)), max(1, round((y2 - y1) / side))
+    tiles = []
+    for j in range(ny):
+        for i in range(nx):
+            cx = x1 + (i + 0.5) * (x2 - x1) / nx
+            cy = y1 + (j + 0.5) * (y2 - y1) / ny
+            tiles.append((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
+    return tiles
+
+
+def typical_crop(objects: Sequence[Sequence[FrameObjects]]) -> int:
+    """A fixed crop side for a scene: 1.5x the median object height, within 24-192 px."""
+    heights = [obj.box[3] - obj.box[1] for clip in objects for frame in clip for obj in frame.objects]
+    return int(np.clip(1.5 * np.median(heights), 24, 192)) if heights else 64
+
+
+def _patch(grey: np.ndarray, box: Box, *, fixed: bool = False) -> np.ndarray:
+    if fixed:
+        return cv2.resize(crop(grey, box, expand=0.0), (PATCH, PATCH), interpolation=cv2.INTER_AREA)
     x1, y1, x2, y2 = box
     if x2 - x1 < 16 or y2 - y1 < 16:  # tiny boxes: cut at least 16 px around the centre
         cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
