@@ -78,8 +78,8 @@ def calibrate_proposer(
     """Train the scene's self-supervised proposer on normal footage and save its checkpoint."""
     from sleuth.tools.proposer import Proposer, ProposerConfig, ProposerStore, check_scene
 
-    check_scene(scene)
     with request("calibrate proposer") as settings:
+        check_scene(scene)
         clips = read_clips(video, fps=fps, start=start, stop=stop)
         frames = sum(len(clip) for clip in clips)
         err.print(f"{len(clips)} clip(s), {frames} frames of normal footage for scene '{scene}'")
@@ -107,16 +107,22 @@ def score(
     """Score footage with a scene's proposer: per-frame anomaly scores, suspects above the threshold."""
     from sleuth.evals.plots import plot_video, runs
     from sleuth.tools.frames import FrameReader
-    from sleuth.tools.proposer import ProposerStore
+    from sleuth.tools.proposer import Proposer, check_scene
+    from sleuth.tools.toolset import open_tools
 
     with request("score") as settings:
-        proposer = ProposerStore(settings).load(scene)
+        check_scene(scene)
+        proposer = open_tools(settings).proposer(scene)  # in-process, or the Ray Serve deployment
         reader = FrameReader(str(video), fps=fps, start=start, stop=stop)
         frames = reader.read()
         if reader.skipped:
             err.print(f"[yellow]skipped {reader.skipped} undecodable frame(s)[/]")
-        with progress_bar() as update:
-            result = proposer.score(frames, progress=update)  # type: ignore[arg-type]
+        if isinstance(proposer, Proposer):
+            with progress_bar() as update:
+                result = proposer.score(frames, progress=update)  # type: ignore[arg-type]
+        else:
+            err.print(f"scoring {len(frames)} frames on Ray Serve...")
+            result = proposer.score(frames)
         flags = [s >= (result.threshold or float("inf")) for s in result.frame_scores]
         spans = runs(flags)
         typer.echo(f"{len(frames)} frames, threshold {result.threshold:.2f}, {sum(flags)} suspect frame(s) "

@@ -10,7 +10,7 @@ from typing import Any
 
 from sleuth.config import Settings, load_settings
 from sleuth.llm.gateway import Gateway
-from sleuth.tools.embedder import TextEmbedder
+from sleuth.tools.toolset import Embedder, ToolSet, open_tools
 
 
 @dataclass
@@ -19,7 +19,8 @@ class Runtime:
 
     settings: Settings
     gateway: Gateway
-    embedder: TextEmbedder
+    embedder: Embedder
+    tools: ToolSet | None = None  # model tools (in-process or Ray Serve, per settings.tools.backend)
     checkpoint_path: Path | None = None
     judgment_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     _memory: Any = None
@@ -36,7 +37,8 @@ class Runtime:
             update = {"model": model, "gguf": None} if packaged.is_packaged(model) or "/" in model else {}
             if update:
                 settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=update)})
-        return cls(settings=settings, gateway=Gateway(settings), embedder=TextEmbedder(settings.embedder),
+        tools = open_tools(settings)
+        return cls(settings=settings, gateway=Gateway(settings), embedder=tools.embedder, tools=tools,
                    checkpoint_path=settings.data_dir / "checkpoints.sqlite")
 
     @property

@@ -163,3 +163,4 @@ def test_cli_calibrates_a_scene_then_scores_footage(tmp_path: Path, monkeypatch:
                           "sleuth calibrate proposer")
     assert_one_line_error(sleuth("calibrate", "proposer", "--video", str(tmp_path / "missing.mp4"),
                                  "--scene", "cam2"), "video not found")
+    assert_one_line_error(sleuth("score", str(test), "--scene", "../cam1"), "invalid scene name")

@@ -48,26 +48,31 @@ def test_inprocess_sampler_is_the_anomaly_focused_one() -> None:
     assert sum(100 <= pick < 110 for pick in picks) >= 5  # uniform sampling would put about 1 there
 
 
-def test_proposers_load_once_per_scene() -> None:
-    loaded: list[str] = []
+def test_proposers_load_once_per_scene_and_again_after_recalibration(tmp_path: Path) -> None:
+    import os
 
-    class Fake:
-        def __init__(self, scene: str) -> None:
-            self.scene = scene
+    import numpy as np
+    from sleuth.tools.frames import Frame
+    from sleuth.tools.proposer import Proposer, ProposerConfig, ProposerStore
 
-        def score(self, frames: list[object]) -> str:
-            return f"{self.scene}:{len(frames)}"
+    settings = Settings(data_dir=tmp_path / "data")
+    frames = []
+    for i in range(30):
+        image = np.full((64, 96, 3), 120, np.uint8)
+        image[20:32, (3 * i) % 80:(3 * i) % 80 + 12] = 20
+        frames.append(Frame(i, i / 10, image))
+    proposer = Proposer(ProposerConfig(epochs=1, samples_per_epoch=64, batch_size=16, memory_slots=4))
+    proposer.fit([frames])
+    store = ProposerStore(settings)
+    path = store.save("cam1", proposer)
 
-    def load(scene: str) -> Fake:
-        loaded.append(scene)
-        return Fake(scene)
-
-    tools = open_tools(Settings(), proposer=load)
-    assert tools.proposer("lobby").score([1, 2]) == "lobby:2"
-    tools.proposer("lobby")
-    tools.proposer("gate")
-    assert loaded == ["lobby", "gate"]
-
+    tools = open_tools(settings)
+    first = tools.proposer("cam1")
+    assert tools.proposer("cam1") is first  # loaded once
+    store.save("cam1", proposer)  # recalibrated: a new checkpoint
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))
+    assert tools.proposer("cam1") is not first
+    assert len(tools.proposer("cam1").score(frames[:12]).frame_scores) == 12
 
 def test_inprocess_proposer_for_an_uncalibrated_scene_says_how_to_calibrate(tmp_path: Path) -> None:
     tools = open_tools(Settings(data_dir=tmp_path))
@@ -92,11 +97,23 @@ def _run_sleuth_python(code: str, tmp_path: Path, **env: str) -> subprocess.Comp
 def test_ray_backend_without_the_app_is_one_line_error(tmp_path: Path) -> None:
     app = f"sleuth-test-{uuid.uuid4().hex[:8]}"  # never deployed, even if some Ray cluster is running here
     code = ("from sleuth.tools.toolset import open_tools\n"
+            "from sleuth.graphs.runtime import Runtime\n"
             "from sleuth.errors import SleuthError\n"
-            "try:\n    open_tools()\nexcept SleuthError as exc:\n    print('ERR', exc)\n")
+            "for build in (open_tools, Runtime.from_settings):  # graphs get their tools the same way\n"
+            "    try:\n        build()\n    except SleuthError as exc:\n        print('ERR', exc)\n")
     result = _run_sleuth_python(code, tmp_path, SLEUTH_TOOLS__BACKEND="ray", SLEUTH_TOOLS__SERVE_APP=app)
     lines = [line for line in result.stdout.splitlines() if line.startswith("ERR")]
-    assert lines == [f"ERR Ray Serve app '{app}' is not running: start it with `sleuth serve tools`"], result
+    assert lines == [f"ERR Ray Serve app '{app}' is not running: start it with `sleuth serve tools`"] * 2, result
+
+
+def test_graph_runtime_takes_its_embedder_from_the_in_process_toolset() -> None:
+    from sleuth.graphs.runtime import Runtime
+    from sleuth.tools.embedder import TextEmbedder
+    from sleuth.tools.toolset import InProcessTools
+
+    runtime = Runtime.from_settings(Settings())
+    assert isinstance(runtime.tools, InProcessTools)
+    assert isinstance(runtime.embedder, TextEmbedder) and runtime.embedder is runtime.tools.embedder
 
 
 def test_serve_status_without_the_app_fails_in_one_line(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ class InProcessTools:
     """The plain tool classes in this process, each built on first use and then reused.
 
     Any tool can be passed in ready-made (tests hand in fakes); the rest are built from
-    ``settings``. Proposers are loaded once per scene.
+    ``settings``. Proposers come from the scene store, which reloads a recalibrated scene.
     """
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
@@ -72,7 +72,6 @@ class InProcessTools:
         self.settings = settings
         self._tools: dict[str, Any] = {"embedder": embedder, "captioner": captioner, "sampler": sampler}
         self._load_proposer = proposer
-        self._proposers: dict[str, SceneProposer] = {}
         self._lock = threading.RLock()
 
     def _get(self, name: str, build: Callable[[], Any]) -> Any:
@@ -109,14 +108,13 @@ class InProcessTools:
         return self._get("sampler", build)
 
     def proposer(self, scene: str) -> SceneProposer:
+        """The scene's proposer. The store caches it and reloads it when the scene is recalibrated."""
         with self._lock:
-            if scene not in self._proposers:
-                if self._load_proposer is None:
-                    from sleuth.tools.proposer import ProposerStore
+            if self._load_proposer is None:
+                from sleuth.tools.proposer import ProposerStore
 
-                    self._load_proposer = ProposerStore(self.settings).load
-                self._proposers[scene] = self._load_proposer(scene)
-            return self._proposers[scene]
+                self._load_proposer = ProposerStore(self.settings).load
+            return self._load_proposer(scene)
 
 
 def open_tools(settings: Settings | None = None, **tools: Any) -> ToolSet:
