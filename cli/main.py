@@ -169,6 +169,40 @@ def eval_proposer(
     err.print(f"wrote {output / 'proposer_bench.json'} and plots")
 
 
+@eval_app.command("captioners")
+def eval_captioners(
+    video: Annotated[Path, typer.Option(help="Video file, frame folder or stream URL to caption.")],
+    frames: Annotated[int, typer.Option(help="How many consecutive frames to caption.")] = 100,
+    captioner: Annotated[list[str] | None, typer.Option(
+        help="structured, transformers, litellm (repeatable; default all).")] = None,
+    vlm_model: Annotated[str | None, typer.Option(
+        help="Local VLM folder for the transformers captioner (default: tools.captioner.model).")] = None,
+    random_vlm: Annotated[str | None, typer.Option(
+        help="Without --vlm-model: a randomly initialised VLM of this shape (tiny, small): compute cost only.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per transformers batch.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(
+        min=1, help="Tokens per caption (exactly this many for random models).")] = 32,
+    device: Annotated[list[str] | None, typer.Option(
+        help="Devices for the transformers captioner (repeatable; default cpu, and cuda when present).")] = None,
+    output: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path("results/captioners.json"),
+) -> None:
+    """Benchmark the captioners: frames per second and peak memory on this machine."""
+    from sleuth.evals.captioner_bench import KINDS, CaptionerBenchConfig, print_table, read_clip, run_benchmarks
+
+    config = CaptionerBenchConfig(captioners=tuple(captioner or KINDS), vlm_model=vlm_model, random_vlm=random_vlm,
+                                  batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                  devices=tuple(device) if device else None)
+    with request("eval captioners") as settings:
+        clip = read_clip(video, frames)
+        report = run_benchmarks(clip, settings, config, source=str(video), log=err.print)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print_table(report, out)
+    err.print(f"wrote {output}")
+    if any("error" in row for row in report["results"]):
+        raise fail("some captioners could not be benchmarked (see the table)", 1)
+
+
 def main() -> None:
     app()
 

@@ -140,7 +140,9 @@ def build_random_llava(folder: Path, shape: VLMShape | str = "tiny", *, seed: in
         LlavaProcessor,
         PreTrainedTokenizerFast,
     )
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in benchmark output
     shape = shape_named(shape) if isinstance(shape, str) else shape
     vocab = _vocabulary(shape)
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

@@ -213,7 +213,16 @@ class FrameReader:
         else:
             native = self.info.fps
             raw = self._iter_opencv(native)
-        yield from self._sample(raw, native)
+        yielded = 0
+        for frame in self._sample(raw, native):
+            yielded += 1
+            yield frame
+        if yielded == 0 and self.skipped:
+            hint = ("serve the file with HTTP range support, or re-encode it with the index first "
+                    "(ffmpeg -movflags +faststart)" if is_stream(self.source)
+                    else "the file is corrupt; re-copy or re-export it")
+            raise VideoError(f"no frame of {self.source} could be decoded ({self.skipped} bad frame(s) skipped)",
+                             hint=hint)
 
     def read(self) -> list[Frame]:
         return list(self)
@@ -340,4 +349,4 @@ def resize_to(image: np.ndarray, width: int) -> np.ndarray:
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text)[:160]  # FFmpeg's internal error numbers mean nothing to users

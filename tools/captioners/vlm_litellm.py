@@ -36,6 +36,8 @@ class LiteLLMCaptioner:
     and subclasses); requests not yet started are cancelled.
     """
 
+    independent_frames = True  # each frame is its own request: a Ray replica may batch frames across calls
+
     def __init__(self, gateway: Gateway, *, prompt: str, max_tokens: int = 64, role: str = "vlm",
                  concurrency: int = 4, jpeg_quality: int = 90, max_width: int | None = 1024) -> None:
         if concurrency < 1:
