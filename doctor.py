@@ -153,10 +153,9 @@ def check_services(settings: Settings) -> list[Check]:
              if tools.backend == "ray" else "in-process")
     checks = [Check("ray serve", "info", (f"ray {ray} installed; " if ray else "ray not installed; ")
                     + f"model tools run {where} (`sleuth serve tools` starts the app)")]
-    scenes = []
-    proposer_dir = tools.proposer_dir or settings.data_dir / "proposers"
-    if proposer_dir.is_dir():
-        scenes = sorted(path.stem for path in proposer_dir.glob("*.pt"))
+    from sleuth.tools.proposer import ProposerStore
+
+    scenes = ProposerStore(settings).scenes()
     checks.append(Check("video tools", "info", f"captioner {tools.captioner.kind}"
                         + (f" ({tools.captioner.model})" if tools.captioner.model else "")
                         + f"; calibrated scenes: {', '.join(scenes) or 'none yet (sleuth calibrate proposer)'}"))

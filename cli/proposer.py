@@ -39,11 +39,11 @@ def progress_bar() -> Iterator[object]:
 
 def clip_sources(path: Path) -> list[Path]:
     """A video or frame folder is one clip; a folder of videos or of frame folders is many."""
-    from sleuth.tools.frames import IMAGE_SUFFIXES, VideoError
+    from sleuth.tools.frames import VideoError, image_files
 
     if not path.exists():
         raise VideoError(f"video not found: {path}", hint="check the path")
-    if path.is_file() or any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+    if path.is_file() or image_files(path):
         return [path]
     clips = sorted(p for p in path.iterdir() if p.is_dir() or p.suffix.lower() in {".mp4", ".avi", ".mkv", ".mov"})
     if not clips:
@@ -105,9 +105,10 @@ def score(
     plot: Annotated[Path | None, typer.Option(help="Write a score-over-time PNG here.")] = None,
 ) -> None:
     """Score footage with a scene's proposer: per-frame anomaly scores, suspects above the threshold."""
-    from sleuth.evals.plots import plot_video, runs
+    from sleuth.evals.plots import plot_video
     from sleuth.tools.frames import FrameReader
     from sleuth.tools.proposer import Proposer, check_scene
+    from sleuth.tools.smoothing import anomalous_spans
     from sleuth.tools.toolset import open_tools
 
     with request("score") as settings:
@@ -124,7 +125,7 @@ def score(
             err.print(f"scoring {len(frames)} frames on Ray Serve...")
             result = proposer.score(frames)
         flags = [s >= (result.threshold or float("inf")) for s in result.frame_scores]
-        spans = runs(flags)
+        spans = anomalous_spans(flags)
         typer.echo(f"{len(frames)} frames, threshold {result.threshold:.2f}, {sum(flags)} suspect frame(s) "
                    f"in {len(spans)} span(s)")
         for first, last in spans:

@@ -10,18 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def runs(flags: Sequence[bool | int]) -> list[tuple[int, int]]:
-    """``[0, 1, 1, 0, 1]`` -> ``[(1, 2), (4, 4)]``: inclusive spans of truthy values."""
-    spans: list[tuple[int, int]] = []
-    start = None
-    for index, flag in enumerate([*flags, 0]):
-        if flag and start is None:
-            start = index
-        elif not flag and start is not None:
-            spans.append((start, index - 1))
-            start = None
-    return spans
+from sleuth.tools.smoothing import anomalous_spans
 
 
 def plot_video(path: Path, *, video: str, scores: Sequence[float], labels: Sequence[int] | None = None,
@@ -38,7 +27,7 @@ def plot_video(path: Path, *, video: str, scores: Sequence[float], labels: Seque
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     handles: list[Any] = []
-    for start, end in runs(labels or []):
+    for start, end in anomalous_spans(labels or []):
         axes.axvspan(start - 0.5, end + 0.5, color="tab:red", alpha=0.18, linewidth=0)
     if labels is not None and any(labels):
         handles.append(Patch(color="tab:red", alpha=0.18, label="ground truth anomalous"))
@@ -49,7 +38,7 @@ def plot_video(path: Path, *, video: str, scores: Sequence[float], labels: Seque
     (line,) = axes.plot(frames, scores, color="tab:blue", linewidth=1.4, label="score")
     handles.append(line)
     if decisions is not None:
-        for start, end in runs(decisions):
+        for start, end in anomalous_spans(decisions):
             axes.plot([start - 0.5, end + 0.5], [1.04, 1.04], color="tab:orange", linewidth=4,  # 0-1 scores
                       solid_capstyle="butt")
         handles.append(Patch(color="tab:orange", label="flagged anomalous"))

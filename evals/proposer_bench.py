@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sleuth.errors import SleuthError
-from sleuth.evals.plots import plot_video, runs
+from sleuth.evals.plots import plot_video
 from sleuth.tools.frames import Frame, FrameReader, image_files
 from sleuth.tools.proposer import Proposer, ProposerConfig
+from sleuth.tools.smoothing import anomalous_spans
 
 SUITES = ("ped2", "robbery", "vtest")
 ROBBERY = {"file": "videos/ucf_Robbery102_frames.mp4", "train_stop": 900, "anomalous": (1080, 1560)}
@@ -137,7 +138,7 @@ def run_robbery(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict
     scored, fps = _score(proposer, test)
     y = np.asarray([int(first <= frame.index <= last) for frame in test])
     flags = scored.frame_scores >= (scored.threshold or np.inf)
-    spans = [(test[a].index, test[b].index) for a, b in runs(flags.tolist())]
+    spans = [(test[a].index, test[b].index) for a, b in anomalous_spans(flags.tolist())]
     plot_video(out / "robbery.png", video="Robbery102", scores=list(scored.frame_scores), labels=list(y),
                threshold=scored.threshold, raw_scores=list(scored.raw_scores), title="UCF-Crime Robbery102")
     result.update({
@@ -163,7 +164,7 @@ def run_vtest(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict[s
     proposer, result = _train([train], config, log)
     scored, fps = _score(proposer, test)
     flags = scored.frame_scores >= (scored.threshold or np.inf)
-    spans = runs(flags.tolist())
+    spans = anomalous_spans(flags.tolist())
     minutes = (test[-1].time_s - test[0].time_s + 1 / reader.info.fps) / 60
     plot_video(out / "vtest.png", video="vtest", scores=list(scored.frame_scores), threshold=scored.threshold,
                raw_scores=list(scored.raw_scores), title="vtest.avi (normal), second half")

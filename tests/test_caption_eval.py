@@ -19,9 +19,10 @@ from sleuth.evals.caption_bench import RulesFileError, read_rules, run_caption_b
 from sleuth.evals.datasets import DatasetError, load_captions, load_dataset, load_labels, parse_videos
 from sleuth.evals.keyword_baseline import anomaly_keywords, detect_keywords, match, smooth, stem
 from sleuth.evals.metrics import evaluate, frame_ap, frame_auc
-from sleuth.evals.plots import plot_video, runs
+from sleuth.evals.plots import plot_video
 from sleuth.graphs.detect_captions import DetectConfig, DetectResult, FrameResult
 from sleuth.tools.smoothing import adjusted_ema as ema
+from sleuth.tools.smoothing import anomalous_spans
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "anomalyruler"
 SLEUTH = shutil.which("sleuth", path=str(Path(sys.executable).parent)) or "sleuth"
@@ -265,7 +266,7 @@ def test_anomalyruler_smoothing_reproduces_the_authors_number_on_ped2() -> None:
 # -- plots ---------------------------------------------------------------------------------------
 
 def test_plot_is_a_png(tmp_path: Path) -> None:
-    assert runs([0, 1, 1, 0, 1]) == [(1, 2), (4, 4)]
+    assert anomalous_spans([0, 1, 1, 0, 1]) == [(1, 2), (4, 4)]
     path = plot_video(tmp_path / "plots" / "video_01.png", video="01", scores=[0.1, 0.2, 0.9, 0.8, 0.1],
                       labels=[0, 0, 1, 1, 0], threshold=0.5, decisions=[0, 0, 1, 1, 0], auc=1.0)
     data = path.read_bytes()

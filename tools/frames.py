@@ -111,6 +111,10 @@ class FrameReader:
 
     # -- opening -----------------------------------------------------------------------------
 
+    @property
+    def _is_folder(self) -> bool:
+        return not is_stream(self.source) and Path(self.source).is_dir()
+
     def _check_source(self) -> None:
         if is_stream(self.source):
             return
@@ -132,9 +136,8 @@ class FrameReader:
         return self._info
 
     def _probe(self) -> VideoInfo:
-        path = Path(self.source)
-        if not is_stream(self.source) and path.is_dir():
-            files = image_files(path)
+        if self._is_folder:
+            files = image_files(Path(self.source))
             height, width = _read_image(files[0]).shape[:2]
             return VideoInfo(self.source, self.folder_fps, len(files), width, height)
         if self._use_pyav():
@@ -148,7 +151,6 @@ class FrameReader:
                     count = int(round(float(stream.duration * stream.time_base) * rate))
                 if count is None and container.duration:  # Matroska keeps only the container's duration
                     count = int(round(container.duration / av.time_base * rate))
-                del av
                 return VideoInfo(self.source, rate, count, stream.codec_context.width, stream.codec_context.height)
         capture = self._open_cv()
         try:
@@ -203,9 +205,8 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         self.skipped = 0
-        path = Path(self.source)
-        if not is_stream(self.source) and path.is_dir():
-            raw = self._iter_folder(path)
+        if self._is_folder:
+            raw = self._iter_folder(Path(self.source))
             native = self.folder_fps
         elif self._use_pyav():
             native = self.info.fps

@@ -50,12 +50,11 @@ class TrackedObject:
 
     @property
     def centre(self) -> tuple[float, float]:
-        x1, y1, x2, y2 = self.box
-        return ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
+        return _centre(self.box)
 
     @property
     def size(self) -> tuple[int, int]:
-        return (self.box[2] - self.box[0], self.box[3] - self.box[1])
+        return _size(self.box)
 
     @property
     def speed(self) -> float:
@@ -267,19 +266,23 @@ def _size(box: Box) -> tuple[int, int]:
     return (box[2] - box[0], box[3] - box[1])
 
 
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _intersection(a: Box, b: Box) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
 def _overlap_of_smaller(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / smaller if smaller > 0 else 0.0
+    smaller = min(_area(a), _area(b))
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
 def _merge_overlapping(detections: list[Detection]) -> list[Detection]:

@@ -91,8 +91,8 @@ def smooth(scores: Sequence[float], *, method: Method = "ema_vote", alpha: float
     return smoothed, majority_vote(smoothed > threshold, window)
 
 
-def anomalous_spans(decisions: Sequence[bool]) -> list[tuple[int, int]]:
-    """(first, last) frame of every run of consecutive True decisions, inclusive."""
+def anomalous_spans(decisions: Sequence[bool | int]) -> list[tuple[int, int]]:
+    """(first, last) frame of every run of consecutive true (truthy) decisions, inclusive."""
     spans, start = [], None
     for index, flag in enumerate(decisions):
         if flag and start is None:

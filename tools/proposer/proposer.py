@@ -39,6 +39,7 @@ from sleuth.tools.proposer.model import (
     jigsaw,
     shuffled_orders,
 )
+from sleuth.tools.smoothing import anomalous_spans
 
 TASKS = ("middle", "irregularity", "jigsaw", "trajectory")
 JIGSAW_PROBES = (0, 7, 16, 23)  # permutations tried at scoring time (identity first)
@@ -234,18 +235,26 @@ class Proposer:
         net.eval()
         return report
 
+    def _per_frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, K, 64, 64] -> the shared encoder's features of each frame, [B, K, C, 8, 8]."""
+        features = self.net.encode(frames)
+        return features.reshape(frames.shape[0], frames.shape[1], self.net.encoder.channels, *features.shape[-2:])
+
+    @staticmethod
+    def _middle_target(x: torch.Tensor) -> torch.Tensor:
+        """The middle frame at the 32x32 resolution the middle-frame head predicts."""
+        return F.avg_pool2d(x[:, MIDDLE:MIDDLE + 1], 2)[:, 0]
+
     def _image_losses(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Losses of the three image tasks on a batch of [B, 9, 64, 64] stacks in [0, 1]."""
         net = self.net
         b = x.shape[0]
         permutation = torch.randint(0, len(PERMUTATIONS), (b,), generator=generator).to(self.device)
-        frames = torch.cat([x, jigsaw(x[:, MIDDLE], permutation)[:, None]], dim=1)  # 9 frames + the puzzle
-        features = net.encode(frames)
-        c = net.encoder.channels
-        per_frame = features.reshape(b, 10, c, *features.shape[-2:])
+        # the 9 frames plus the puzzle
+        per_frame = self._per_frame_features(torch.cat([x, jigsaw(x[:, MIDDLE], permutation)[:, None]], dim=1))
 
         predicted, entropy = net.middle(per_frame[:, list(CONTEXT)].flatten(1, 2))
-        middle_loss = F.mse_loss(predicted[:, 0], F.avg_pool2d(x[:, MIDDLE:MIDDLE + 1], 2)[:, 0]) + 0.0002 * entropy
+        middle_loss = F.mse_loss(predicted[:, 0], self._middle_target(x)) + 0.0002 * entropy
 
         kind = torch.randint(0, 3, (b,), generator=generator).to(self.device)
         normal = per_frame[:, list(NORMAL_CLIP)]
@@ -259,12 +268,16 @@ class Proposer:
         jigsaw_loss = F.cross_entropy(net.jigsaw(per_frame[:, 9]), permutation)
         return torch.stack([middle_loss, irregularity_loss, jigsaw_loss])
 
-    def _trajectory_loss(self, tracks: data.Trajectories, rows: np.ndarray) -> torch.Tensor:
+    def _trajectory_errors(self, tracks: data.Trajectories, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared error of the predicted next displacement [F, N] (x10 units) and the mask of real objects."""
         positions = torch.from_numpy(tracks.tracks[rows]).to(self.device)
         mask = torch.from_numpy(tracks.mask[rows]).to(self.device)
         predicted = self.net.trajectory(positions[:, :, :-1], mask)
         target = (positions[:, :, -1] - positions[:, :, -2]) * 10
-        error = ((predicted - target) ** 2).sum(-1)
+        return ((predicted - target) ** 2).sum(-1), mask
+
+    def _trajectory_loss(self, tracks: data.Trajectories, rows: np.ndarray) -> torch.Tensor:
+        error, mask = self._trajectory_errors(tracks, rows)
         return (error * mask).sum() / mask.sum().clamp_min(1)
 
     # -- calibration and scoring ---------------------------------------------------------------
@@ -286,10 +299,13 @@ class Proposer:
                 self.stats[f"{kind_name}/{task}"] = {"center": center, "scale": max(spread, 1e-6)}
         frame_scores = []
         for (_, patches, _), task_raw in zip(held_out, raw, strict=True):
-            for run in _contiguous_runs(sorted(set(patches.position.tolist()))):  # smooth within each run
+            held = np.zeros(int(patches.position.max()) + 1, bool)
+            held[patches.position] = True
+            for first, last in anomalous_spans(held.tolist()):  # smooth within each held-out run
+                run = list(range(first, last + 1))
                 mask = np.isin(patches.position, run)
                 combined, _ = self._combine(patches.select(mask), {k: v[mask] for k, v in task_raw.items()}, run)
-                frame_scores.append(combined)
+                frame_scores.append(_gaussian_smooth(combined, self.config.smooth_frames))
         pooled = np.concatenate(frame_scores)
         self.threshold = float(np.percentile(pooled, self.config.threshold_percentile))
 
@@ -303,11 +319,9 @@ class Proposer:
             x = torch.from_numpy(patches.stacks[start:start + batch]).to(self.device).float() / 255.0
             b = x.shape[0]
             puzzles = jigsaw(x[:, MIDDLE].repeat_interleave(len(probes), 0), probes.repeat(b))
-            features = net.encode(x)
-            c = net.encoder.channels
-            per_frame = features.reshape(b, 9, c, *features.shape[-2:])
+            per_frame = self._per_frame_features(x)
             predicted, _ = net.middle(per_frame[:, list(CONTEXT)].flatten(1, 2))
-            error = (predicted[:, 0] - F.avg_pool2d(x[:, MIDDLE:MIDDLE + 1], 2)[:, 0]) ** 2
+            error = (predicted[:, 0] - self._middle_target(x)) ** 2
             out["middle"].append(error.flatten(1).mean(1).cpu().numpy())
             logits = net.irregularity(per_frame[:, list(NORMAL_CLIP)].flatten(1, 2))
             out["irregularity"].append((-F.log_softmax(logits, dim=1)[:, 0]).cpu().numpy())
@@ -326,11 +340,8 @@ class Proposer:
         lookup = {(int(p), int(t)): i for i, (p, t) in enumerate(zip(patches.position, patches.track_id, strict=True))}
         for start in range(0, len(tracks), 256):
             rows = np.arange(start, min(len(tracks), start + 256))
-            positions = torch.from_numpy(tracks.tracks[rows]).to(self.device)
-            mask = torch.from_numpy(tracks.mask[rows]).to(self.device)
-            predicted = self.net.trajectory(positions[:, :, :-1], mask)
-            target = (positions[:, :, -1] - positions[:, :, -2]) * 10
-            error = ((predicted - target) ** 2).sum(-1).sqrt().cpu().numpy()
+            squared, _ = self._trajectory_errors(tracks, rows)
+            error = squared.sqrt().cpu().numpy()
             for row_offset, row in enumerate(rows):
                 for slot in np.flatnonzero(tracks.mask[row]):
                     index = lookup.get((int(tracks.position[row]), int(tracks.track_id[row, slot])))
@@ -344,7 +355,7 @@ class Proposer:
 
     def _combine(self, patches: data.Patches, raw: dict[str, np.ndarray],
                  positions: Sequence[int]) -> tuple[np.ndarray, list[list[ObjectScore]]]:
-        """Frame scores (max over objects and the weighted whole frame) and per-object details."""
+        """Unsmoothed frame scores (max over objects and the weighted whole frame) and per-object details."""
         weights = self.config.task_weights
         is_object = patches.kind == data.OBJECT
         z = {}
@@ -370,7 +381,7 @@ class Proposer:
                                                  {task: round(float(z[task][i]), 3) for task in TASKS
                                                   if np.isfinite(z[task][i])}))
         frame_scores[~np.isfinite(frame_scores)] = 0.0
-        return _gaussian_smooth(frame_scores, self.config.smooth_frames), objects
+        return frame_scores, objects
 
     def score(self, frames: Sequence[Frame], *, progress: Progress | None = None) -> ProposalScores:
         """Per-frame and per-object anomaly scores of one clip (consecutive frames of one camera)."""
@@ -384,17 +395,10 @@ class Proposer:
         positions = list(range(len(frames)))
         patches = data.object_patches(clip.grey, clip.objects, positions, self._crop_px)
         raw = self._task_scores(patches, data.trajectories(clip.objects, positions))
-        smoothed, objects = self._combine(patches, raw, positions)
-        unsmoothed = self._combine_raw(patches, raw, positions)
-        return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed, unsmoothed, objects,
-                              self.threshold)
-
-    def _combine_raw(self, patches: data.Patches, raw: dict[str, np.ndarray], positions: Sequence[int]) -> np.ndarray:
-        sigma, self.config.smooth_frames = self.config.smooth_frames, 0.0
-        try:
-            return self._combine(patches, raw, positions)[0]
-        finally:
-            self.config.smooth_frames = sigma
+        unsmoothed, objects = self._combine(patches, raw, positions)
+        smoothed = _gaussian_smooth(unsmoothed, self.config.smooth_frames)
+        return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed,
+                              unsmoothed.astype(np.float64), objects, self.threshold)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -443,16 +447,6 @@ def held_out_split(count: int, fraction: float, chunks: int = 4, guard: int = 0)
         val.update(range(max(0, end - length), end))
     near = {i + d for i in val for d in range(-guard, guard + 1)}
     return [i for i in range(count) if i not in near], sorted(val)
-
-
-def _contiguous_runs(positions: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    for position in positions:
-        if runs and position == runs[-1][-1] + 1:
-            runs[-1].append(position)
-        else:
-            runs.append([position])
-    return runs
 
 
 def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
