@@ -3,15 +3,27 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= A person rides a bicycle across a crowded pedestrian walkway. Is that unusual there, and why? Answer in two sentences.
+# The main job's footage: a real clip from a fixed camera. Its first half calibrates the scene,
+# the second half is searched for anomalies.
+VIDEO ?= ../shared/data/videos/vtest.avi
+SPLIT ?= 397
+SCENE ?= demo
+OUT ?= results/demo
 
-.PHONY: setup run test test-fast lint bench-llm
+.PHONY: setup run ask test test-fast lint bench-llm
 
 setup:
 	@bash scripts/setup.sh
 
-# Main job on the embedded defaults (offline): check every part, then a real streamed answer.
+# Main job on the embedded defaults (offline): check every part, learn the scene from the normal
+# first part of the clip, then detect and explain anomalies in the rest and write the report.
 run: setup
 	$(BIN)/sleuth doctor
+	$(BIN)/sleuth calibrate --scene $(SCENE) --video $(VIDEO) --stop $(SPLIT)
+	$(BIN)/sleuth detect $(VIDEO) --scene $(SCENE) --start $(SPLIT) --explain --report $(OUT)/report.html --json $(OUT)/report.json
+
+# The first main job: one real streamed answer from the embedded LLM.
+ask: setup
 	$(BIN)/sleuth ask "$(QUESTION)"
 
 # The whole test suite, slow tests (real local LLM, real embedder) included.

@@ -14,7 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sleuth.cli.eval_captions import eval_captions
+from sleuth.cli.explain import explain
+from sleuth.cli.pipeline import calibrate_scene, detect
 from sleuth.cli.proposer import calibrate_app, score
+from sleuth.cli.report import report
 from sleuth.cli.rules import rules_app
 from sleuth.cli.runner import err, fail, request
 from sleuth.cli.serve import serve_app
@@ -30,7 +33,11 @@ eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", n
 app.add_typer(eval_app, name="eval")
 eval_app.command("captions")(eval_captions)
 app.add_typer(rules_app, name="rules")
+calibrate_app.callback(invoke_without_command=True)(calibrate_scene)
 app.add_typer(calibrate_app, name="calibrate")
+app.command("detect")(detect)
+app.command("explain")(explain)
+app.command("report")(report)
 app.command("score")(score)
 app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
@@ -167,6 +174,49 @@ def eval_proposer(
                       str(result["score_fps"]), str(result["peak_memory_mb"]))
     out.print(table)
     err.print(f"wrote {output / 'proposer_bench.json'} and plots")
+
+
+@eval_app.command("pipeline")
+def eval_pipeline(
+    data: Annotated[Path, typer.Option(help="Data folder with ped2/, anomalyruler/ and videos/ (../shared/data).")],
+    suite: Annotated[list[str] | None, typer.Option(
+        help="ped2, ped2-cogvlm, robbery, vtest (repeatable; default all).")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON result and the reports.")] = Path(
+        "results/pipeline"),
+    gate: Annotated[float | None, typer.Option(help="Gate percentile (default 95; 0 captions every frame).")] = None,
+    model: Annotated[str | None, typer.Option(help="LLM (e.g. qwen2.5-coder-1.5b); default: configured.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Reasoning (DetectConfig) override KEY=VALUE.")]
+    = None,
+    keep: Annotated[bool, typer.Option(help="Reuse the calibrations of an earlier run in --output.")] = False,
+) -> None:
+    """Benchmark the main job end to end: calibrate on normal footage, detect on the rest (AUC, cost)."""
+    from sleuth.cli.pipeline import parse_overrides
+    from sleuth.evals.pipeline_bench import SUITES, run_suites
+    from sleuth.graphs.detect import VideoDetectConfig
+    from sleuth.graphs.detect_captions import DetectConfig
+
+    with request("eval pipeline") as settings:
+        if model:
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model,
+                                                                                          "gguf": None})})
+        options: dict[str, Any] = {}
+        if gate is not None:
+            options["gate_percentile"] = gate
+        if set_:
+            options["reasoning"] = VideoDetectConfig().reasoning.model_copy(update=parse_overrides(set_, DetectConfig))
+        config = VideoDetectConfig(**options)
+        results = run_suites(list(suite or SUITES), data, output, settings, err.print, config=config, fresh=not keep)
+    table = Table(box=None, header_style="bold")
+    for column in ("suite", "frame AUC", "proposer AUC", "false alarms/min", "events", "gated", "LLM calls/frame",
+                   "s/frame", "peak MB"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(result["suite"], str(result.get("frame_auc", "")), str(result.get("proposer_only_auc", "")),
+                      str(result.get("false_alarms_per_minute", "")), str(result["events"]),
+                      f"{100 * result['gated_share']:.0f}%", str(result["llm_calls_per_frame"]),
+                      str(result["seconds_per_frame"]), str(result["peak_memory_mb"]))
+    out.print(table)
+    err.print(f"wrote {output / 'pipeline_bench.json'} and an HTML report per video in {output / 'reports'}")
 
 
 @eval_app.command("captioners")

@@ -37,32 +37,13 @@ def progress_bar() -> Iterator[object]:
         yield update
 
 
-def clip_sources(path: Path) -> list[Path]:
-    """A video or frame folder is one clip; a folder of videos or of frame folders is many."""
-    from sleuth.tools.frames import VideoError, image_files
-
-    if not path.exists():
-        raise VideoError(f"video not found: {path}", hint="check the path")
-    if path.is_file() or image_files(path):
-        return [path]
-    clips = sorted(p for p in path.iterdir() if p.is_dir() or p.suffix.lower() in {".mp4", ".avi", ".mkv", ".mov"})
-    if not clips:
-        raise VideoError(f"no frames, videos or clip folders in {path}", hint="point --video at footage")
-    return clips
-
-
 def read_clips(sources: list[Path], *, fps: float | None, start: int, stop: int | None) -> list[list[object]]:
-    from sleuth.tools.frames import FrameReader
+    from sleuth.tools.frames import read_clips as read
 
-    clips = []
-    for source in sources:
-        for clip in clip_sources(source):
-            reader = FrameReader(clip, fps=fps, start=start, stop=stop)
-            frames = reader.read()
-            if reader.skipped:
-                err.print(f"[yellow]{clip}: skipped {reader.skipped} undecodable frame(s)[/]")
-            clips.append(frames)
-    return clips
+    clips, skipped = read(sources, fps=fps, start=start, stop=stop)
+    if skipped:
+        err.print(f"[yellow]skipped {skipped} undecodable frame(s)[/]")
+    return clips  # type: ignore[return-value]
 
 
 @calibrate_app.command("proposer")

@@ -41,6 +41,14 @@ class Runtime:
         return cls(settings=settings, gateway=Gateway(settings), embedder=tools.embedder, tools=tools,
                    checkpoint_path=settings.data_dir / "checkpoints.sqlite")
 
+    def toolset(self) -> ToolSet:
+        """The model tools, opened from the settings on first use when none were given."""
+        with self._lock:
+            if self.tools is None:
+                inprocess = self.settings.tools.backend == "inprocess"
+                self.tools = open_tools(self.settings, **({"embedder": self.embedder} if inprocess else {}))
+            return self.tools
+
     @property
     def memory(self) -> Any:
         with self._lock:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -331,6 +331,34 @@ def _read_image(path: Path) -> np.ndarray:
     if bgr is None:
         raise VideoError(f"cannot read image {path}", hint="the file is not an image or is corrupt")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+def clip_sources(path: str | Path) -> list[Path]:
+    """A video file or a frame folder is one clip; a folder of videos or of frame folders is many."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"video not found: {path}", hint="check the path")
+    if path.is_file() or image_files(path):
+        return [path]
+    clips = sorted((p for p in path.iterdir() if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES), key=_natural_key)
+    if not clips:
+        raise VideoError(f"no frames, videos or clip folders in {path}", hint="point --video at footage")
+    return clips
+
+
+def read_clips(sources: Sequence[str | Path], *, fps: float | None = None, start: int = 0,
+               stop: int | None = None) -> tuple[list[list[Frame]], int]:
+    """Every clip under ``sources`` (see :func:`clip_sources`) and the count of skipped bad frames."""
+    clips, skipped = [], 0
+    for source in sources:
+        for clip in clip_sources(source):
+            reader = FrameReader(clip, fps=fps, start=start, stop=stop)
+            clips.append(reader.read())
+            skipped += reader.skipped
+    return clips, skipped
 
 
 def read_frames(source: str | Path, **options: object) -> list[Frame]:

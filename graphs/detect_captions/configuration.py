@@ -30,6 +30,13 @@ class DetectConfig(BaseModel):
                               "(97.8 -> 96.9 and 96.4 at 0.5). Raise it with a stronger LLM.")
     atom_max_normal_cosine: float = Field(default=0.5, gt=0, le=1.01, description="A rule atom this close to a "
                                           "normal rule is ambiguous and is not matched on its own.")
+    no_evidence_score: float = Field(default=0.0, ge=0, le=1, description="Rule score of a frame with no "
+                                     "caption piece (not captioned, or an empty caption). The video pipeline "
+                                     "sets it to the scene's typical score on normal footage.")
+    min_rule_score: float | None = Field(default=None, ge=0, le=1, description="An event needs a frame whose own "
+                                         "rule score (before fusion with the proposer) reaches this, else its frames "
+                                         "are cleared (HyCoVAD: the proposer proposes, the rules validate). None: "
+                                         "any span over the threshold is an event.")
     proposer_weight: float = Field(default=0.3, ge=0, le=1, description="Weight of proposer scores when given.")
     batch_size: int = Field(default=16, ge=1, description="Pieces judged per checkpointed step.")
     max_rules: int = Field(default=40, ge=2, description="Rules given to a full-caption deduction, nearest to "

@@ -195,14 +195,15 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 return blended, judgment.get("source", "llm"), judgment.get("rule") or cheap["rule"]
             return cheap["score"], "cheap", cheap["rule"]
 
-        raw, sources, evidence, broken = [], [], [], []
+        raw, rule_values, sources, evidence, broken = [], [], [], [], []
         proposer = state.get("proposer_scores")
         for index, pieces in enumerate(state["pieces"]):
             scored = [(piece, *piece_score(piece)) for piece in pieces]
             if scored:
                 piece, value, source, rule = max(scored, key=lambda item: item[1])
             else:
-                piece, value, source, rule = None, 0.0, "cheap", None
+                piece, value, source, rule = None, config.no_evidence_score, "cheap", None
+            rule_values.append(value)
             if proposer is not None:
                 value = (1 - config.proposer_weight) * value + config.proposer_weight * float(proposer[index])
             raw.append(value)
@@ -211,7 +212,13 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             broken.append(rule)
         smoothed, decisions = smooth(raw, method=config.smoothing, alpha=config.ema_alpha,
                                      window=config.vote_window, threshold=config.threshold)
-        frames = [FrameResult(index=i, score=float(smoothed[i]), raw_score=float(raw[i]), anomalous=bool(decisions[i]),
+        if config.min_rule_score is not None:  # spans the rules do not support are no events
+            decisions = np.asarray(decisions, dtype=bool).copy()
+            for first, last in anomalous_spans(decisions):
+                if max(rule_values[first: last + 1]) < config.min_rule_score:
+                    decisions[first: last + 1] = False
+        frames = [FrameResult(index=i, score=float(smoothed[i]), raw_score=float(raw[i]),
+                              rule_score=float(rule_values[i]), anomalous=bool(decisions[i]),
                               source=sources[i], evidence=evidence[i],
                               broken_rules=[broken[i].split(": ", 1)[1]] if decisions[i] and broken[i]
                               and broken[i].startswith("anomaly") else []).model_dump()

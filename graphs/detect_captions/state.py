@@ -15,6 +15,8 @@ class FrameResult(BaseModel):
     index: int
     score: float = Field(description="Smoothed anomaly score in [0, 1], usable for ROC curves.")
     raw_score: float = Field(description="Score before temporal smoothing.")
+    rule_score: float | None = Field(default=None, description="The rules' score of the frame before fusion with "
+                                     "the proposer and smoothing.")
     anomalous: bool = Field(description="Decision after smoothing.")
     source: ScoreSource = Field(
         description="llm: judged by the LLM; reused: a judgment of an identical or near-identical "

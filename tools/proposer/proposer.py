@@ -97,6 +97,24 @@ class ProposalScores:
     raw_scores: np.ndarray
     objects: list[list[ObjectScore]]
     threshold: float | None = None
+    calibration_quantiles: list[float] | None = None  # percentiles 0..100 of the held-out frame scores
+
+    def calibration_percentile(self, percentile: float) -> float | None:
+        """The held-out (normal) frame score at ``percentile`` (None for checkpoints without them)."""
+        if not self.calibration_quantiles:
+            return None
+        return float(np.interp(percentile, np.linspace(0, 100, len(self.calibration_quantiles)),
+                               self.calibration_quantiles))
+
+    def unit_scores(self) -> np.ndarray:
+        """Frame scores mapped to [0, 1]: 0.5 at the calibrated threshold, about 0.1 at the median
+        of the normal (held-out) scores, so scores of different scenes compare and fuse."""
+        z = np.asarray(self.frame_scores, dtype=np.float64)
+        threshold = float(self.threshold if self.threshold is not None else np.percentile(z, 95))
+        median = self.calibration_percentile(50.0)
+        median = float(np.median(z)) if median is None else median
+        scale = max((threshold - median) / 2.2, 1e-3)
+        return 1.0 / (1.0 + np.exp(-(z - threshold) / scale))
 
     def suspects(self, threshold: float | None = None) -> list[int]:
         """Frame indices at or above the threshold (the calibrated one by default)."""
@@ -308,6 +326,7 @@ class Proposer:
                 frame_scores.append(_gaussian_smooth(combined, self.config.smooth_frames))
         pooled = np.concatenate(frame_scores)
         self.threshold = float(np.percentile(pooled, self.config.threshold_percentile))
+        self.meta["calibration_quantiles"] = [float(v) for v in np.percentile(pooled, np.arange(101))]
 
     @torch.no_grad()
     def _task_scores(self, patches: data.Patches, tracks: data.Trajectories, batch: int = 128) -> dict[str, np.ndarray]:
@@ -398,7 +417,8 @@ class Proposer:
         unsmoothed, objects = self._combine(patches, raw, positions)
         smoothed = _gaussian_smooth(unsmoothed, self.config.smooth_frames)
         return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed,
-                              unsmoothed.astype(np.float64), objects, self.threshold)
+                              unsmoothed.astype(np.float64), objects, self.threshold,
+                              self.meta.get("calibration_quantiles"))
 
     # -- persistence -------------------------------------------------------------------------
 

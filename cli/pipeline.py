@@ -1,0 +1,142 @@
+"""``sleuth calibrate`` (learn a scene) and ``sleuth detect`` (find and explain anomalies in a video)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sleuth.cli.proposer import Fps, Start, Stop, progress_bar
+from sleuth.cli.runner import err, fail, request
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
+
+
+def parse_overrides(items: list[str] | None, model: type) -> dict[str, str]:
+    """``--set NAME=VALUE`` pairs checked against the fields of ``model``."""
+    overrides = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not value or name not in model.model_fields:
+            raise fail(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(model.model_fields)}")
+        overrides[name] = value
+    return overrides
+
+
+def calibrate_scene(
+    ctx: typer.Context,
+    scene: Annotated[str | None, typer.Option(help="Scene (camera) name.")] = None,
+    video: Annotated[list[Path] | None, typer.Option(
+        "--video", "-v", help="Normal footage: a video file, a folder of frames, or a folder of such clips "
+        "(repeatable).")] = None,
+    fps: Fps = None,
+    start: Start = 0,
+    stop: Stop = None,
+    rules: Annotated[Path | None, typer.Option(
+        help="Use these rules (rules.txt layout) instead of inducing them from the footage.")] = None,
+    no_proposer: Annotated[bool, typer.Option("--no-proposer", help="Keep the scene's current proposer.")] = False,
+    no_rules: Annotated[bool, typer.Option("--no-rules", help="Keep the scene's current rules.")] = False,
+    caption_frames: Annotated[int | None, typer.Option(help="Normal frames captioned for rule induction.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Proposer training epochs.")] = None,
+) -> None:
+    """Learn what is normal for a scene: train its proposer, caption normal frames, induce and store rules.
+
+    `sleuth calibrate --scene cam1 --video normal.mp4` runs the whole calibration; the subcommands
+    run single parts (`sleuth calibrate proposer ...`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not scene or not video:
+        raise fail("calibrate needs --scene NAME and --video NORMAL_FOOTAGE "
+                   "(e.g. sleuth calibrate --scene cam1 --video normal.mp4)")
+    from sleuth.agents.schemas import RuleSet
+    from sleuth.errors import SleuthError
+    from sleuth.graphs.calibrate import CalibrateConfig, calibrate
+
+    with request("calibrate") as settings:
+        given = None
+        if rules is not None:
+            if not rules.is_file():
+                raise SleuthError(f"rules file not found: {rules}", hint="pass a rules.txt file")
+            given = RuleSet.parse(rules.read_text(), scene=scene, source="file")
+        options = {"fps": fps, "start": start, "stop": stop, "train_proposer": not no_proposer,
+                   "induce": not no_rules and given is None, "epochs": epochs, "caption_frames": caption_frames}
+        config = CalibrateConfig(**{k: v for k, v in options.items() if v is not None})
+        from sleuth.graphs.runtime import Runtime
+
+        runtime = Runtime.from_settings(settings)
+        try:
+            with progress_bar() as update:
+                result = calibrate(video, scene=scene, rules=given, config=config, runtime=runtime,
+                                   progress=update)
+        finally:
+            runtime.close()
+        if result.proposer_checkpoint:
+            err.print(f"proposer: {result.frames} frames of {result.clips} clip(s), alarm threshold "
+                      f"{result.proposer_threshold:.2f}" + (f", trained in {result.train_seconds:.0f} s"
+                                                            if result.train_seconds else ""))
+        if result.rules_version:
+            state = "new version" if result.rules_changed else "unchanged"
+            err.print(f"rules: v{result.rules_version} ({state}), {len(result.anomaly_rules)} anomaly and "
+                      f"{len(result.normal_rules)} normal rules from {result.captions} captions, "
+                      f"{result.llm_calls} LLM calls")
+            for text in result.anomaly_rules:
+                out.print(f"  anomaly: {text}")
+        err.print(f"scene '{scene}' calibrated in {result.seconds:.0f} s (profile {result.profile})")
+
+
+def detect(
+    video: Annotated[Path, typer.Argument(help="Footage: a video file, a frame folder or a stream URL.")],
+    scene: Annotated[str, typer.Option(help="The calibrated scene this camera belongs to.")],
+    fps: Fps = None,
+    start: Start = 0,
+    stop: Stop = None,
+    report: Annotated[Path | None, typer.Option(help="Write the report here (.html, or .json).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
+    explain: Annotated[bool, typer.Option(help="Also explain the video and its events (Holmes-VAU).")] = False,
+    gate: Annotated[float | None, typer.Option(
+        help="Gate percentile of the scene's normal proposer scores (default 95; 0 captions every frame).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a reasoning setting, e.g. --set threshold=0.6 (see DetectConfig).")] = None,
+) -> None:
+    """Find anomalous events in a video of a calibrated scene, with the rules they break and why."""
+    from sleuth.graphs.detect import VideoDetectConfig, detect_video
+    from sleuth.graphs.detect_captions import DetectConfig
+    from sleuth.graphs.runtime import Runtime
+    from sleuth.reports import write_json, write_report
+
+    with request("detect") as settings:
+        reasoning = VideoDetectConfig().reasoning.model_copy(update=parse_overrides(set_, DetectConfig)) \
+            if set_ else None
+        options = {"fps": fps, "start": start, "stop": stop, "explain": explain, "gate_percentile": gate,
+                   "reasoning": reasoning}
+        config = VideoDetectConfig(**{k: v for k, v in options.items() if v is not None})
+        runtime = Runtime.from_settings(settings)
+        try:
+            with progress_bar() as update:
+                result = detect_video(str(video), scene=scene, config=config, runtime=runtime, progress=update)
+        finally:
+            runtime.close()
+        cost = result.cost
+        out.print(f"{len(result.events)} event(s) in {cost.frames} frames of {video} "
+                  f"(scene {scene}, rules v{result.rules_version})")
+        for event in result.events:
+            rules = "; ".join(event.broken_rules) or "no rule named"
+            out.print(f"  #{event.id} {clock(event.start_s)}-{clock(event.end_s)} (frames {event.start_frame}-"
+                      f"{event.end_frame}) peak {event.peak_score:.2f} at {clock(event.peak_s)}: {rules}")
+            if event.reason:
+                out.print(f"      {event.reason}")
+        if result.explanation and result.explanation.video_judgment:
+            out.print(f"explanation: {result.explanation.video_judgment.judgment}")
+        err.print(f"{cost.gated_frames}/{cost.frames} frames passed the gate; {cost.llm_calls} LLM calls "
+                  f"({cost.llm_calls_per_frame:.3f} per frame); {cost.seconds:.1f} s")
+        if report is not None:
+            err.print(f"wrote {write_report(result, report)}")
+        if json_out is not None:
+            err.print(f"wrote {write_json(result, json_out)}")

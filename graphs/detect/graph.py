@@ -1,0 +1,311 @@
+"""The ``detect`` graph: a video of a calibrated scene in, scored frames and explained events out.
+
+    score -> gate -> caption -> reason -> events [-> explain]
+
+- **score**: the scene's SSL proposer scores every frame (z units; its calibrated threshold
+  maps to 0.5 on a 0-1 scale).
+- **gate**: frames whose proposer score reaches a percentile of the scene's normal scores, and
+  their neighbours, go on; the rest are never captioned and cost no LLM call.
+- **caption**: the configured captioner describes the gated frames.
+- **reason**: the ``detect_captions`` graph judges the captions against the scene's rules
+  (cheap rule matching, LLM deduction where configured), fuses the proposer score, smooths, and
+  explains each event with one full deduction. Frames that were not captioned have no rule
+  evidence (rule score 0): only the proposer speaks for them.
+- **events**: anomalous spans become events with times, broken rules, the reason and key-frame
+  thumbnails; **explain** (optional) adds Holmes-VAU judgments at clip, event and video level.
+
+Every node writes lists of numbers and texts to the state (never frames), and the graph runs
+under a SQLite checkpointer: an interrupted run resumes after the last finished node, and the
+reasoning stage resumes inside itself batch by batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import numpy as np
+from langgraph.graph import END, START, StateGraph
+from sleuth import telemetry
+from sleuth.errors import SleuthError
+from sleuth.graphs.detect.configuration import VideoDetectConfig
+from sleuth.graphs.detect.state import Cost, DetectReport, FrameScore, VideoEvent
+from sleuth.graphs.detect_captions import detect_captions
+from sleuth.graphs.runtime import Runtime
+from sleuth.memory.scenes import SceneStore
+from sleuth.tools.captioners.windows import caption_positions
+from sleuth.tools.frames import Frame, FrameReader, VideoError
+from sleuth.tools.proposer import Proposer, ProposerStore
+
+Progress = Callable[[str, int, int], None]
+
+
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+class VideoDetectState(TypedDict, total=False):
+    # input
+    source: str
+    scene: str
+    # score
+    indices: list[int]
+    times: list[float]
+    proposer_z: list[float] | None
+    proposer: list[float]
+    threshold: float | None
+    gate_threshold: float
+    # gate, caption
+    gated: list[bool]
+    captions: list[str]
+    # reason
+    frames: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    rules: dict[str, Any]
+    usage: dict[str, int]
+    # events, explain
+    thumbnails: dict[str, str]
+    explanation: dict[str, Any] | None
+    seconds: Annotated[dict[str, float], _merge]
+
+
+def dilate(flags: Sequence[bool], radius: int) -> list[bool]:
+    """``flags`` widened by ``radius`` positions either side."""
+    out = np.zeros(len(flags), bool)
+    for i in np.flatnonzero(np.asarray(flags, bool)):
+        out[max(0, i - radius): i + radius + 1] = True
+    return out.tolist()
+
+
+def key_positions(first: int, last: int, peak: int, count: int) -> list[int]:
+    """Up to ``count`` positions of a span: the peak, then its ends, then evenly between."""
+    chosen = [peak, first, last] + np.linspace(first, last, count + 2).round().astype(int).tolist()[1:-1]
+    out: list[int] = []
+    for position in chosen:
+        if position not in out:
+            out.append(int(position))
+    return sorted(out[:count])
+
+
+def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, progress: Progress | None = None,
+                checkpointer: Any = None, thread_id: str = "detect") -> Any:
+    config = config or VideoDetectConfig()
+    tools = runtime.toolset()
+
+    def read(state: VideoDetectState) -> list[Frame]:
+        reader = FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop)
+        frames = reader.read()
+        if not frames:
+            raise VideoError(f"no frames in {state['source']} between frames {config.start} and {config.stop}",
+                             hint="check the video and --start/--stop")
+        return frames
+
+    def timed(name: str, started: float) -> dict[str, float]:
+        return {name: round(time.perf_counter() - started, 2)}
+
+    @telemetry.traced_agent("score")
+    def score(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        frames = read(state)
+        indices, times = [f.index for f in frames], [f.time_s for f in frames]
+        if not ProposerStore(runtime.settings).path_for(state["scene"]).is_file():
+            # Rules only: every frame is captioned, the proposer neither gates nor scores.
+            return {"indices": indices, "times": times, "proposer_z": None, "proposer": [0.5] * len(frames),
+                    "threshold": None, "gate_threshold": -math.inf, "seconds": timed("score", started)}
+        proposer = tools.proposer(state["scene"])
+        scores = (proposer.score(frames, progress=progress) if progress and isinstance(proposer, Proposer)
+                  else proposer.score(frames))  # a Ray Serve handle reports no progress
+        z = np.asarray(scores.frame_scores, dtype=np.float64)
+        threshold = float(scores.threshold if scores.threshold is not None else np.percentile(z, 95))
+        median = scores.calibration_percentile(50.0)
+        median = float(np.median(z)) if median is None else median
+        gate = scores.calibration_percentile(config.gate_percentile)
+        if gate is None:  # a checkpoint from before score percentiles were kept
+            gate = median + (threshold - median) * min(config.gate_percentile, 99.0) / 99.0
+        if config.gate_percentile <= 0:
+            gate = -math.inf
+        return {"indices": indices, "times": times, "proposer_z": z.tolist(),
+                "proposer": scores.unit_scores().tolist(), "threshold": threshold,
+                "gate_threshold": float(gate), "seconds": timed("score", started)}
+
+    @telemetry.traced_agent("gate")
+    def gate(state: VideoDetectState) -> dict[str, Any]:
+        z = state.get("proposer_z")
+        if z is None:
+            return {"gated": [True] * len(state["indices"])}
+        passed = [value >= state["gate_threshold"] for value in z]
+        return {"gated": dilate(passed, config.gate_context)}
+
+    @telemetry.traced_agent("caption")
+    def caption(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        positions = [i for i, flag in enumerate(state["gated"]) if flag]
+        captions = [""] * len(state["gated"])
+        if positions:
+            frames = read(state)
+            texts = caption_positions(tools.captioner, frames, positions, context=config.caption_context,
+                                      progress=(lambda done, total: progress("caption", done, total))
+                                      if progress else None)
+            for position, text in texts.items():
+                captions[position] = text
+        return {"captions": captions, "seconds": timed("caption", started)}
+
+    @telemetry.traced_agent("reason")
+    def reason(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        reasoning = config.reasoning
+        if state.get("proposer_z") is None:
+            reasoning = reasoning.model_copy(update={"proposer_weight": 0.0})
+        captions = state["captions"]
+        if not any(text.strip() for text in captions):
+            captions = ["No moving people or objects are visible."] * len(captions)  # nothing passed the gate
+        result = detect_captions(captions, video=Path(state["source"]).name, scene=state["scene"], rules=None,
+                                 proposer_scores=state["proposer"], config=reasoning, runtime=runtime,
+                                 thread_id=f"{thread_id}:reason", progress=progress)
+        rules = runtime.memory.get(state["scene"], result.rules_version) if result.rules_version else None
+        return {"frames": [frame.model_dump() for frame in result.frames],
+                "events": [event.model_dump() for event in result.events],
+                "rules": rules.model_dump() if rules else {},
+                "usage": {"llm_calls": result.llm_calls, "prompt_tokens": result.prompt_tokens,
+                          "completion_tokens": result.completion_tokens},
+                "seconds": timed("reason", started)}
+
+    @telemetry.traced_agent("events")
+    def events(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        indices, times = state["indices"], state["times"]
+        built, wanted = [], set()
+        for k, event in enumerate(state["events"]):
+            first, last, peak = event["start"], event["end"], event["peak_frame"]
+            keys = key_positions(first, last, peak, config.key_frames)
+            wanted.update(indices[p] for p in keys)
+            built.append(VideoEvent(
+                id=k + 1, start_frame=indices[first], end_frame=indices[last], start_s=times[first],
+                end_s=times[last], peak_frame=indices[peak], peak_s=times[peak], peak_score=event["peak_score"],
+                broken_rules=event["broken_rules"], reason=event["reason"],
+                key_frames=[indices[p] for p in keys]).model_dump())
+        thumbnails: dict[str, str] = {}
+        if wanted:
+            from sleuth.reports import thumbnail
+
+            for frame in FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop):
+                if frame.index in wanted:
+                    thumbnails[str(frame.index)] = thumbnail(frame.image, width=config.thumbnail_width)
+                if frame.index >= max(wanted):
+                    break
+        return {"events": built, "thumbnails": thumbnails, "seconds": timed("events", started)}
+
+    @telemetry.traced_agent("explain")
+    def explain(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        from sleuth.graphs.explain import explain_video
+
+        rules = state.get("rules") or {}
+        explanation = explain_video(
+            state["source"], scene=state["scene"], scores=[frame["score"] for frame in state["frames"]],
+            events=[VideoEvent.model_validate(event) for event in state["events"]],
+            rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], fps=config.fps,
+            start=config.start, stop=config.stop, runtime=runtime, progress=progress, thread_id=f"{thread_id}:explain")
+        return {"explanation": explanation.model_dump(), "seconds": timed("explain", started)}
+
+    graph = StateGraph(VideoDetectState)
+    nodes = [("score", score), ("gate", gate), ("caption", caption), ("reason", reason), ("events", events)]
+    if config.explain:
+        nodes.append(("explain", explain))
+    for name, node in nodes:
+        graph.add_node(name, node)
+    graph.add_edge(START, nodes[0][0])
+    for (before, _), (after, _) in zip(nodes, nodes[1:], strict=False):
+        graph.add_edge(before, after)
+    graph.add_edge(nodes[-1][0], END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def default_thread_id(source: str, scene: str, config: VideoDetectConfig, runtime: Runtime) -> str:
+    """Same video, scene, settings, proposer and rules -> same thread (so a rerun resumes)."""
+    digest = hashlib.sha1()
+    path = Path(source)
+    stat = path.stat() if path.exists() else None
+    checkpoint = ProposerStore(runtime.settings).path_for(scene)
+    parts = [str(path.resolve()) if stat else source, str(stat.st_mtime_ns if stat else 0),
+             str(stat.st_size if stat else 0), scene, config.model_dump_json(),
+             str(checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0),
+             str(runtime.memory.latest_version(scene)), getattr(runtime.toolset().captioner, "name", "")]
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return f"detect:{scene}:{path.name}:{digest.hexdigest()[:12]}"
+
+
+def detect_video(source: str | Path, *, scene: str, config: VideoDetectConfig | None = None,
+                 runtime: Runtime | None = None, progress: Progress | None = None,
+                 thread_id: str | None = None) -> DetectReport:
+    """Detect anomalies in one video of a calibrated ``scene`` (see the module docstring).
+
+    Runs are checkpointed under ``thread_id`` (by default derived from the video, the scene, the
+    configuration, the proposer checkpoint and the rule version): an interrupted run resumes, and
+    a finished one returns its stored result without new work.
+    """
+    source = str(source)
+    config = config or VideoDetectConfig()
+    runtime = runtime or Runtime.from_settings()
+    store, profiles = ProposerStore(runtime.settings), SceneStore(runtime.settings)
+    if not store.path_for(scene).is_file() and runtime.memory.latest(scene) is None:
+        known = sorted(set(store.scenes()) | set(profiles.scenes()))
+        raise SleuthError(f"scene '{scene}' is not calibrated (calibrated scenes: {', '.join(known) or 'none'})",
+                          hint=f"run `sleuth calibrate {scene} --video NORMAL_FOOTAGE` first")
+    FrameReader(source, fps=config.fps)  # a missing or unreadable video fails here, in one line
+    thread_id = thread_id or default_thread_id(source, scene, config, runtime)
+    graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer, thread_id=thread_id)
+    run_config = {"configurable": {"thread_id": thread_id}}
+    started = time.perf_counter()
+    with telemetry.agent_span("detect") as span:
+        span.set_attribute("sleuth.scene", scene)
+        span.set_attribute("sleuth.video", source)
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        snapshot = graph.get_state(run_config) if runtime.checkpointer is not None else None
+        if snapshot is not None and snapshot.next:
+            state = graph.invoke(None, run_config)  # resume an interrupted run
+        elif snapshot is not None and snapshot.values.get("thumbnails") is not None and (
+                not config.explain or snapshot.values.get("explanation")):
+            state = snapshot.values  # finished before: same inputs, same result
+        else:
+            state = graph.invoke({"source": source, "scene": scene, "seconds": {}}, run_config)
+        span.set_attribute("sleuth.events", len(state["events"]))
+    return _report(state, config, runtime, trace_id, time.perf_counter() - started)
+
+
+def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime, trace_id: str,
+            seconds: float) -> DetectReport:
+    frames = [FrameScore(index=index, time_s=time_s, score=frame["score"], proposer=proposer,
+                         rule_score=frame.get("rule_score"), gated=gated, anomalous=frame["anomalous"],
+                         caption=caption or None, evidence=frame.get("evidence"))
+              for index, time_s, frame, proposer, gated, caption in zip(
+                  state["indices"], state["times"], state["frames"], state["proposer"], state["gated"],
+                  state["captions"], strict=True)]
+    usage = state.get("usage") or {}
+    explanation = state.get("explanation")
+    llm_calls = usage.get("llm_calls", 0) + (explanation or {}).get("llm_calls", 0)
+    stages = dict(state.get("seconds") or {})
+    rules = state.get("rules") or {}
+    toolset = runtime.toolset()
+    return DetectReport(
+        video=state["source"], scene=state["scene"], fps=config.fps, threshold=config.reasoning.threshold,
+        gate_threshold=state["gate_threshold"], rules_version=int(rules.get("version") or 0),
+        rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], frames=frames,
+        events=[VideoEvent.model_validate(event) for event in state["events"]],
+        models={"llm": runtime.settings.llm.model, "embedder": runtime.settings.embedder.model,
+                "captioner": getattr(toolset.captioner, "name", type(toolset.captioner).__name__),
+                "proposer": str(ProposerStore(runtime.settings).path_for(state["scene"]))
+                if state.get("proposer_z") is not None else "none (rules only)",
+                **({"explainer": explanation.get("model") or runtime.settings.llm.model} if explanation else {})},
+        cost=Cost(frames=len(frames), gated_frames=sum(state["gated"]), llm_calls=llm_calls,
+                  prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
+                  seconds=round(seconds, 2), seconds_by_stage=stages),
+        trace_id=trace_id, thumbnails={int(k): v for k, v in (state.get("thumbnails") or {}).items()},
+        explanation=explanation, created=datetime.now(UTC).isoformat(timespec="seconds"))

@@ -1,0 +1,76 @@
+"""Typed results of the ``detect`` graph: per-frame scores, events, cost and provenance.
+
+A :class:`DetectReport` is everything a report needs, so ``sleuth report result.json`` can redraw
+the HTML from the JSON alone (key-frame thumbnails travel in it as small base64 JPEGs).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sleuth.graphs.explain.state import Explanation
+
+
+class FrameScore(BaseModel):
+    """One sampled frame of the video."""
+
+    index: int = Field(description="Source frame index (position in the file, before --fps sampling).")
+    time_s: float
+    score: float = Field(description="Final anomaly score in [0, 1] (rules and proposer, smoothed).")
+    proposer: float = Field(description="The proposer's score mapped to [0, 1] (0.5 at its calibrated threshold).")
+    rule_score: float | None = Field(default=None, description="Rule score before fusion and smoothing (the scene's "
+                                     "rule floor for frames that were not captioned).")
+    gated: bool = Field(description="Passed the gate: captioned and judged against the rules.")
+    anomalous: bool
+    caption: str | None = None
+    evidence: str | None = Field(default=None, description="The caption piece that drove the rule score.")
+
+
+class VideoEvent(BaseModel):
+    """A contiguous span of anomalous frames."""
+
+    id: int
+    start_frame: int = Field(description="First source frame index of the span.")
+    end_frame: int = Field(description="Last source frame index of the span (inclusive).")
+    start_s: float
+    end_s: float
+    peak_frame: int
+    peak_s: float
+    peak_score: float
+    broken_rules: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    key_frames: list[int] = Field(default_factory=list, description="Source frame indices shown for the event.")
+
+
+class Cost(BaseModel):
+    frames: int = 0
+    gated_frames: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    seconds_by_stage: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def llm_calls_per_frame(self) -> float:
+        return self.llm_calls / self.frames if self.frames else 0.0
+
+
+class DetectReport(BaseModel):
+    """What ``detect`` found in one video (and, optionally, what ``explain`` said about it)."""
+
+    video: str
+    scene: str
+    fps: float | None = Field(default=None, description="Sampling rate used (None: every frame).")
+    threshold: float = Field(description="Score above which a frame is anomalous.")
+    gate_threshold: float = Field(description="Proposer score (z units) a frame needs to be captioned.")
+    rules_version: int = 0
+    rules: list[str] = Field(default_factory=list, description="The scene's rules used, as 'kind: text'.")
+    frames: list[FrameScore]
+    events: list[VideoEvent]
+    models: dict[str, str] = Field(default_factory=dict, description="Role -> model (llm, embedder, captioner, "
+                                   "proposer checkpoint).")
+    cost: Cost = Field(default_factory=Cost)
+    trace_id: str | None = None
+    thumbnails: dict[int, str] = Field(default_factory=dict, description="Source frame index -> base64 JPEG.")
+    explanation: Explanation | None = None
+    created: str | None = None
