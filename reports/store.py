@@ -26,6 +26,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with handle:
             handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # a report is for sharing: the usual mode, not mkstemp's 0600
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

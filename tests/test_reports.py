@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 from pathlib import Path
 
@@ -143,6 +144,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert load_report(path) == original
     assert [p.name for p in path.parent.iterdir()] == ["result.json"]  # no temporary file left behind
     assert path.read_text().startswith('{\n "video"')  # indent 1
+    assert path.stat().st_mode & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044  # others may read a report
 
 
 def test_an_unknown_suffix_is_refused(tmp_path: Path) -> None:
