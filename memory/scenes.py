@@ -48,7 +48,7 @@ class SceneStore:
             return SceneProfile.model_validate_json(path.read_text())
         except (ValidationError, json.JSONDecodeError, OSError):
             raise SleuthError(f"scene profile {path} is unreadable",
-                              hint=f"recalibrate with `sleuth calibrate {scene} --video ...`") from None
+                              hint=f"recalibrate with `sleuth calibrate --scene {scene} --video ...`") from None
 
     def save(self, profile: SceneProfile) -> Path:
         path = self.path_for(profile.scene)

@@ -158,7 +158,7 @@ def test_detect_and_calibrate_fail_in_one_line_on_bad_input(runtime: Runtime, fo
                                                             tmp_path: Path) -> None:
     with pytest.raises(SleuthError, match="scene 'lobby' is not calibrated") as caught:
         detect_video(footage["test"], scene="lobby", runtime=runtime)
-    assert "sleuth calibrate lobby" in (caught.value.hint or "") or "sleuth calibrate" in caught.value.one_line()
+    assert "sleuth calibrate --scene lobby --video" in caught.value.one_line()
     calibrated(runtime, footage)
     with pytest.raises(VideoError, match="not found|does not exist"):
         detect_video(tmp_path / "missing.mp4", scene="cam1", runtime=runtime)

@@ -258,7 +258,7 @@ def detect_video(source: str | Path, *, scene: str, config: VideoDetectConfig | 
     if not store.path_for(scene).is_file() and runtime.memory.latest(scene) is None:
         known = sorted(set(store.scenes()) | set(profiles.scenes()))
         raise SleuthError(f"scene '{scene}' is not calibrated (calibrated scenes: {', '.join(known) or 'none'})",
-                          hint=f"run `sleuth calibrate {scene} --video NORMAL_FOOTAGE` first")
+                          hint=f"run `sleuth calibrate --scene {scene} --video NORMAL_FOOTAGE` first")
     FrameReader(source, fps=config.fps)  # a missing or unreadable video fails here, in one line
     thread_id = thread_id or default_thread_id(source, scene, config, runtime)
     graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer, thread_id=thread_id)
