@@ -15,6 +15,8 @@ so evaluations can pin them.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import string
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +36,12 @@ class Prompt:
     description: str
     system: str
     user: str
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of what the model sees and what the caller parses (system, user, output)."""
+        text = "\0".join((self.output, self.system, self.user))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def ref(self) -> str:
@@ -73,3 +81,42 @@ def load_prompt(prompt_id: str) -> Prompt:
 
 def all_prompts() -> list[Prompt]:
     return [load_prompt(path.stem) for path in sorted(PROMPT_DIR.glob("*.toml"))]
+
+
+LOCK_FILE = PROMPT_DIR / "versions.lock.json"
+
+
+def read_lock() -> dict[str, dict[str, str]]:
+    """Recorded fingerprints: prompt id -> version -> SHA-256 of that version's text."""
+    return json.loads(LOCK_FILE.read_text()) if LOCK_FILE.is_file() else {}
+
+
+def lock_problems() -> list[str]:
+    """Prompts whose text changed without a version bump, or whose version is not recorded."""
+    lock = read_lock()
+    problems = []
+    for prompt in all_prompts():
+        recorded = lock.get(prompt.id, {}).get(str(prompt.version))
+        if recorded is None:
+            problems.append(f"{prompt.ref} is not recorded: run `python -m sleuth.prompts lock`")
+        elif recorded != prompt.fingerprint:
+            problems.append(f"{prompt.ref} changed without a version bump: raise `version` in "
+                            f"prompts/{prompt.id}.toml, then run `python -m sleuth.prompts lock`")
+    return problems
+
+
+def update_lock() -> list[str]:
+    """Record the current version of every prompt; an already recorded version must be unchanged."""
+    lock = read_lock()
+    added = []
+    for prompt in all_prompts():
+        versions = lock.setdefault(prompt.id, {})
+        recorded = versions.get(str(prompt.version))
+        if recorded is not None and recorded != prompt.fingerprint:
+            raise ConfigError(f"{prompt.ref} is recorded with other text",
+                              hint=f"raise `version` in prompts/{prompt.id}.toml: a version's text never changes")
+        if recorded is None:
+            versions[str(prompt.version)] = prompt.fingerprint
+            added.append(prompt.ref)
+    LOCK_FILE.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
+    return added

@@ -74,3 +74,39 @@ def test_unknown_prompt_is_a_one_line_sleuth_error() -> None:
     assert "\n" not in message
     assert "no.such.prompt" in message
     assert "deduction.evidence" in message  # the hint lists the known prompts
+
+
+def test_every_prompt_version_is_recorded_with_its_text() -> None:
+    """Changing a prompt's text without raising its version fails here (evals pin versions)."""
+    from sleuth.prompts import lock_problems
+
+    assert lock_problems() == []
+
+
+def test_a_changed_text_without_a_version_bump_is_caught(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import shutil
+
+    import sleuth.prompts as prompts
+
+    for path in prompts.PROMPT_DIR.glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    shutil.copy(prompts.LOCK_FILE, tmp_path / prompts.LOCK_FILE.name)
+    monkeypatch.setattr(prompts, "PROMPT_DIR", tmp_path)
+    monkeypatch.setattr(prompts, "LOCK_FILE", tmp_path / prompts.LOCK_FILE.name)
+    prompts.load_prompt.cache_clear()
+    try:
+        edited = tmp_path / "rules.induction.toml"
+        edited.write_text(edited.read_text().replace("surveillance analyst", "security analyst"))
+        prompts.load_prompt.cache_clear()
+        assert prompts.lock_problems() == ["rules.induction@1 changed without a version bump: raise `version` in "
+                                           "prompts/rules.induction.toml, then run `python -m sleuth.prompts lock`"]
+        with pytest.raises(SleuthError, match="recorded with other text"):
+            prompts.update_lock()
+        edited.write_text(edited.read_text().replace("version = 1", "version = 2"))
+        prompts.load_prompt.cache_clear()
+        assert prompts.lock_problems() == ["rules.induction@2 is not recorded: run `python -m sleuth.prompts lock`"]
+        assert prompts.update_lock() == ["rules.induction@2"]
+        assert prompts.lock_problems() == []
+        assert set(prompts.read_lock()["rules.induction"]) == {"1", "2"}  # old versions stay pinned
+    finally:
+        prompts.load_prompt.cache_clear()
