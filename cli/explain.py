@@ -33,6 +33,8 @@ def explain(
     from_report: Annotated[Path | None, typer.Option(
         "--from", help="A detect result JSON (`sleuth detect --json`): explain with its frame scores, events "
         "and rules instead of scoring with the scene's proposer.")] = None,
+    event: Annotated[int | None, typer.Option(help="With --from: explain only this event (its id in the report).")]
+    = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the explanation as JSON here.")] = None,
 ) -> None:
     """Explain a video: anomaly-focused frames, judged per clip, per event and for the whole video."""
@@ -43,6 +45,8 @@ def explain(
 
     with request("explain") as settings:
         scores = events = rules = None
+        if event is not None and from_report is None:
+            raise SleuthError("--event needs --from result.json (the detect report that lists the events)")
         start, stop = 0, None
         if from_report is not None:
             report = load_report(from_report)
@@ -55,6 +59,12 @@ def explain(
                           f"'{escape(scene)}'[/]")
             scores = [frame.score for frame in report.frames]
             events, rules = report.events, report.rules or None
+            if event is not None:
+                events = [e for e in report.events if e.id == event]
+                if not events:
+                    known = ", ".join(str(e.id) for e in report.events) or "none"
+                    raise SleuthError(f"the report has no event {event} (events: {known})",
+                                      hint="pass an id that `sleuth detect` printed")
             if report.frames:  # the part of the video the report covers
                 start, stop = report.frames[0].index, report.frames[-1].index + 1
         config = ExplainConfig(**({"frames": frames} if frames is not None else {}))

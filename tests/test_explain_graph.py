@@ -273,3 +273,26 @@ def test_the_cli_explains_a_detect_report(clip: Path, scripted: ScriptedOpenAI, 
 
     missing = CliRunner().invoke(app, [str(clip), "--scene", "cam1", "--from", str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "error:" in missing.stderr and "none.json" in missing.stderr
+
+
+def test_the_cli_explains_one_event_of_a_report(clip: Path, scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    import typer
+    from sleuth.cli.explain import explain
+    from sleuth.graphs.detect.state import DetectReport, FrameScore
+    from sleuth.graphs.explain.state import Explanation
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command()(explain)
+    report = DetectReport(video=str(clip), scene="cam1", threshold=0.5, gate_threshold=1.0,
+                          events=[event(1, 10, 19), event(2, 40, 49)],
+                          frames=[FrameScore(index=i, time_s=i / 10, score=s, proposer=s, gated=False,
+                                             anomalous=s > 0.5) for i, s in enumerate(SCORES)])
+    (tmp_path / "result.json").write_text(report.model_dump_json())
+    out = tmp_path / "one.json"
+    args = [str(clip), "--scene", "cam1", "--frames", "4", "--from", str(tmp_path / "result.json")]
+    result = CliRunner().invoke(app, [*args, "--event", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [e.event_id for e in Explanation.model_validate_json(out.read_text()).events] == [2]
+    unknown = CliRunner().invoke(app, [*args, "--event", "9"])
+    assert unknown.exit_code == 2 and "no event 9 (events: 1, 2)" in unknown.stderr
