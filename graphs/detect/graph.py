@@ -36,6 +36,7 @@ from sleuth.errors import SleuthError
 from sleuth.graphs.detect.configuration import VideoDetectConfig
 from sleuth.graphs.detect.state import Cost, DetectReport, FrameScore, VideoEvent
 from sleuth.graphs.detect_captions import detect_captions
+from sleuth.graphs.reducers import merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneStore
 from sleuth.tools.captioners.windows import caption_positions
@@ -44,9 +45,6 @@ from sleuth.tools.proposer import Proposer, ProposerStore
 
 Progress = Callable[[str, int, int], None]
 
-
-def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(left or {}), **(right or {})}
 
 
 class VideoDetectState(TypedDict, total=False):
@@ -71,7 +69,7 @@ class VideoDetectState(TypedDict, total=False):
     # events, explain
     thumbnails: dict[str, str]
     explanation: dict[str, Any] | None
-    seconds: Annotated[dict[str, float], _merge]
+    seconds: Annotated[dict[str, float], merge_dicts]
 
 
 def dilate(flags: Sequence[bool], radius: int) -> list[bool]:

@@ -35,6 +35,7 @@ from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect_captions.configuration import DetectConfig
 from sleuth.graphs.detect_captions.state import DetectResult, Event, FrameResult
+from sleuth.graphs.reducers import add_counts, merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.captions import evidence_pieces, refine_captions
 from sleuth.tools.smoothing import anomalous_spans, smooth
@@ -42,15 +43,6 @@ from sleuth.tools.smoothing import anomalous_spans, smooth
 Progress = Callable[[str, int, int], None]
 
 
-def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(left or {}), **(right or {})}
-
-
-def _add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
-    total = dict(left or {})
-    for key, value in (right or {}).items():
-        total[key] = total.get(key, 0) + value
-    return total
 
 
 class DetectState(TypedDict, total=False):
@@ -65,8 +57,8 @@ class DetectState(TypedDict, total=False):
     cheap: dict[str, dict[str, Any]]
     pending: list[dict[str, Any]]
     cursor: int
-    judgments: Annotated[dict[str, dict[str, Any]], _merge]
-    usage: Annotated[dict[str, int], _add_usage]
+    judgments: Annotated[dict[str, dict[str, Any]], merge_dicts]
+    usage: Annotated[dict[str, int], add_counts]
     # output
     frames: list[dict[str, Any]]
     events: list[dict[str, Any]]

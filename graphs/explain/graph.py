@@ -36,6 +36,7 @@ from sleuth.errors import ConfigError, SleuthError
 from sleuth.graphs.detect.state import VideoEvent
 from sleuth.graphs.explain.configuration import ExplainConfig
 from sleuth.graphs.explain.state import Explanation, Judgment
+from sleuth.graphs.reducers import add_counts
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.captioners.windows import caption_runs
 from sleuth.tools.frames import Frame, FrameReader, resize_to
@@ -44,12 +45,6 @@ from sleuth.tools.toolset import ToolSet, open_tools
 
 Progress = Callable[[str, int, int], None]
 
-
-def _add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
-    total = dict(left or {})
-    for key, value in (right or {}).items():
-        total[key] = total.get(key, 0) + value
-    return total
 
 
 class ExplainState(TypedDict, total=False):
@@ -75,7 +70,7 @@ class ExplainState(TypedDict, total=False):
     clips: Annotated[list[dict[str, Any]], operator.add]
     event_judgments: Annotated[list[dict[str, Any]], operator.add]
     video_judgment: dict[str, Any] | None
-    usage: Annotated[dict[str, int], _add_usage]
+    usage: Annotated[dict[str, int], add_counts]
     model: str | None
 
 
