@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sleuth.cli.pipeline import with_overrides
 from sleuth.cli.runner import err, fail, request
 
 out = Console(highlight=False, soft_wrap=True)
@@ -52,17 +53,8 @@ def eval_captions(
     if smoothing is not None and smoothing not in SMOOTHINGS:
         raise fail(f"--smoothing must be one of {', '.join(SMOOTHINGS)}, not {smoothing!r}")
     mode = "keyword" if keyword else "rules" if rules is not None else "induced"
-    overrides: dict[str, str] = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in DetectConfig.model_fields:
-            raise fail(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(DetectConfig.model_fields)}")
-        overrides[key] = value
-    try:
-        config = DetectConfig.model_validate(
-            {"smoothing": smoothing or ("anomalyruler" if keyword else DetectConfig().smoothing), **overrides})
-    except ValueError as exc:
-        raise fail(f"--set: {str(exc).splitlines()[-1].strip()}") from None
+    base = DetectConfig(smoothing=smoothing or ("anomalyruler" if keyword else DetectConfig().smoothing))
+    config = with_overrides(base, set_)
     output = output or Path("results/captions") / f"{data.resolve().name}-{mode}"
 
     with request("eval captions") as settings:

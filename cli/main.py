@@ -190,10 +190,9 @@ def eval_pipeline(
     keep: Annotated[bool, typer.Option(help="Reuse the calibrations of an earlier run in --output.")] = False,
 ) -> None:
     """Benchmark the main job end to end: calibrate on normal footage, detect on the rest (AUC, cost)."""
-    from sleuth.cli.pipeline import parse_overrides
+    from sleuth.cli.pipeline import with_overrides
     from sleuth.evals.pipeline_bench import SUITES, run_suites
     from sleuth.graphs.detect import VideoDetectConfig
-    from sleuth.graphs.detect_captions import DetectConfig
 
     with request("eval pipeline") as settings:
         if model:
@@ -203,7 +202,7 @@ def eval_pipeline(
         if gate is not None:
             options["gate_percentile"] = gate
         if set_:
-            options["reasoning"] = VideoDetectConfig().reasoning.model_copy(update=parse_overrides(set_, DetectConfig))
+            options["reasoning"] = with_overrides(VideoDetectConfig().reasoning, set_)
         config = VideoDetectConfig(**options)
         results = run_suites(list(suite or SUITES), data, output, settings, err.print, config=config, fresh=not keep)
     table = Table(box=None, header_style="bold")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from sleuth.cli.proposer import Fps, Start, Stop, progress_bar
 from sleuth.cli.runner import err, fail, request
 
 out = Console(highlight=False, soft_wrap=True)
+M = TypeVar("M", bound=BaseModel)
 
 
 def clock(seconds: float) -> str:
@@ -18,15 +20,26 @@ def clock(seconds: float) -> str:
     return f"{int(minutes):02d}:{rest:04.1f}"
 
 
-def parse_overrides(items: list[str] | None, model: type) -> dict[str, str]:
-    """``--set NAME=VALUE`` pairs checked against the fields of ``model``."""
+def parse_overrides(items: list[str] | None, model: type[BaseModel]) -> dict[str, str]:
+    """``--set NAME=VALUE`` pairs checked against the fields of ``model`` (values validated later)."""
     overrides = {}
     for item in items or []:
-        name, _, value = item.partition("=")
-        if not value or name not in model.model_fields:
+        name, sep, value = item.partition("=")
+        if not sep or name not in model.model_fields:
             raise fail(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(model.model_fields)}")
         overrides[name] = value
     return overrides
+
+
+def with_overrides(base: M, items: list[str] | None) -> M:
+    """``base`` with the ``--set`` pairs applied and validated (a bad value is a one-line error)."""
+    overrides = parse_overrides(items, type(base))
+    try:
+        return type(base).model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        raise fail(f"--set {name}={overrides.get(name, '')!r}: {first['msg']}") from None
 
 
 def calibrate_scene(
@@ -107,13 +120,11 @@ def detect(
 ) -> None:
     """Find anomalous events in a video of a calibrated scene, with the rules they break and why."""
     from sleuth.graphs.detect import VideoDetectConfig, detect_video
-    from sleuth.graphs.detect_captions import DetectConfig
     from sleuth.graphs.runtime import Runtime
     from sleuth.reports import write_json, write_report
 
     with request("detect") as settings:
-        reasoning = VideoDetectConfig().reasoning.model_copy(update=parse_overrides(set_, DetectConfig)) \
-            if set_ else None
+        reasoning = with_overrides(VideoDetectConfig().reasoning, set_) if set_ else None
         options = {"fps": fps, "start": start, "stop": stop, "explain": explain, "gate_percentile": gate,
                    "reasoning": reasoning}
         config = VideoDetectConfig(**{k: v for k, v in options.items() if v is not None})

@@ -38,8 +38,9 @@ from sleuth.graphs.explain.configuration import ExplainConfig
 from sleuth.graphs.explain.state import Explanation, Judgment
 from sleuth.graphs.reducers import add_counts
 from sleuth.graphs.runtime import Runtime
+from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
 from sleuth.tools.captioners.windows import caption_runs
-from sleuth.tools.frames import Frame, FrameReader, resize_to
+from sleuth.tools.frames import Frame, FrameReader
 from sleuth.tools.sampler import AnomalyFocusedSampler
 from sleuth.tools.toolset import ToolSet, open_tools
 
@@ -112,13 +113,8 @@ def read_positions(video: str, fps: float | None, wanted: set[int], start: int =
 
 
 def jpeg(image: np.ndarray, width: int) -> bytes:
-    import cv2
-
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(resize_to(image, width), cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise SleuthError("cannot encode a frame as JPEG", hint="check the video's pixel format")
-    return bytes(data.tobytes())
+    """A frame for the VLM: JPEG (quality 85), downscaled to ``width`` when wider."""
+    return jpeg_bytes(image, quality=85, max_width=width)
 
 
 def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progress: Progress | None = None,
