@@ -9,6 +9,7 @@ tool's own :class:`~sleuth.errors.SleuthError` comes back as itself.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,40 @@ def not_running(app_name: str, why: str = "is not running",
 
 
 def connect(address: str | None) -> None:
-    """Join the Ray cluster at ``address`` ('auto': the local one) unless this process already has."""
+    """Join the Ray cluster at ``address`` ('auto': the local one) unless this process already has.
+
+    Raises ConnectionError at once when nothing listens there: ``ray.init`` itself retries a dead
+    address for minutes, and 'auto' reads the address file of the last ``ray start``, which
+    outlives the cluster it names.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    _probe(address or "auto")
     ray.init(address=address or "auto", log_to_driver=False, logging_level=logging.ERROR)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # no INFO lines in the caller's output
+
+
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    """Raise ConnectionError unless a TCP connection to the cluster ``address`` resolves to opens."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    if address.startswith("ray://"):  # Ray Client: the client server's host:port
+        target: str | None = address.removeprefix("ray://").split("/")[0]
+    else:
+        try:
+            target = canonicalize_bootstrap_address(address)
+        except (ValueError, ConnectionError) as exc:
+            raise ConnectionError(str(exc)) from None
+    if not target:
+        raise ConnectionError("no Ray cluster is running on this machine")
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError):
+        raise ConnectionError(f"no Ray cluster answers at {target}") from None
 
 
 def application_status(app_name: str) -> Any:

@@ -6,8 +6,10 @@ The Ray Serve backend against a running app is in ``test_serve_real.py``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -104,6 +106,21 @@ def test_ray_backend_without_the_app_is_one_line_error(tmp_path: Path) -> None:
     result = _run_sleuth_python(code, tmp_path, SLEUTH_TOOLS__BACKEND="ray", SLEUTH_TOOLS__SERVE_APP=app)
     lines = [line for line in result.stdout.splitlines() if line.startswith("ERR")]
     assert lines == [f"ERR Ray Serve app '{app}' is not running: start it with `sleuth serve tools`"] * 2, result
+
+
+def test_a_dead_cluster_address_fails_in_seconds_not_minutes(tmp_path: Path) -> None:
+    """A stale address (the file `ray start` leaves behind, or RAY_ADDRESS) must not hang the CLI."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    app = f"sleuth-test-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    result = _run_sleuth_python("import sys; from sleuth.cli.main import app; sys.argv = ['sleuth', 'serve', "
+                                "'status']; app()", tmp_path, SLEUTH_TOOLS__SERVE_APP=app, RAY_ADDRESS=dead)
+    assert time.monotonic() - started < 60, "ray.init retried a dead address"
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: Ray Serve app '{app}' is not running: start it with `sleuth serve tools`"]
 
 
 def test_graph_runtime_takes_its_embedder_from_the_in_process_toolset() -> None:
