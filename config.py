@@ -29,7 +29,7 @@ EMBEDDED_LLM_DEFAULT = "qwen2.5-coder-0.5b"
 
 
 class ModelRole(BaseModel):
-    """One model role (llm, vlm, retriever): which model, where, and how patiently."""
+    """One model role reached through LiteLLM (llm, vlm): which model, where, and how patiently."""
 
     model: str | None = Field(
         default=None,
@@ -88,6 +88,18 @@ class EmbedderRole(BaseModel):
     )
     batch_size: int = Field(default=64, ge=1)
     device: str | None = Field(default=None, description="'cpu', 'cuda', ... (None: auto).")
+
+
+class RetrieverRole(BaseModel):
+    """The retriever of `sleuth index` / `sleuth search`: a CLIP/SigLIP-family model, or caption text."""
+
+    model: str | None = Field(
+        default=None,
+        description="A CLIP/SigLIP-family transformers model (local folder or Hugging Face id). None: the "
+        "embedded default, retrieval by caption text (captioner descriptions embedded with the text embedder).",
+    )
+    batch_size: int = Field(default=32, ge=1)
+    device: str | None = Field(default=None, description="'cpu', 'cuda', ... (None: a GPU when present).")
 
 
 class TracingConfig(BaseModel):
@@ -159,7 +171,7 @@ class Settings(BaseSettings):
     llm: LLMRole = Field(default_factory=LLMRole)
     vlm: ModelRole = Field(default_factory=ModelRole)
     embedder: EmbedderRole = Field(default_factory=EmbedderRole)
-    retriever: ModelRole = Field(default_factory=ModelRole)
+    retriever: RetrieverRole = Field(default_factory=RetrieverRole)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

@@ -120,9 +120,26 @@ def check_embedder(settings: Settings) -> list[Check]:
 
 
 def check_retriever(settings: Settings) -> list[Check]:
-    if settings.retriever.model:
-        return [Check("retriever", "info", f"{settings.retriever.model} (loaded when a search runs)")]
-    return [Check("retriever", "info", "default: caption text retrieval with the embedder")]
+    """The CLIP/SigLIP retriever is loaded and embeds a query and an image; the default needs only the embedder."""
+    if not settings.retriever.model:
+        return [Check("retriever", "info", f"default: retrieval by caption text (captions embedded with "
+                      f"{settings.embedder.model}); set retriever.model to a CLIP/SigLIP model to search images")]
+    import numpy as np
+    from sleuth.tools.retriever import ClipRetriever
+
+    role = settings.retriever
+    retriever = ClipRetriever(role.model, batch_size=role.batch_size, device=role.device)
+    started = time.perf_counter()
+    try:
+        queries = retriever.embed_queries(["a person in a red coat"])
+        retriever.embed_items([np.zeros((64, 32, 3), dtype=np.uint8)], [])
+    except SleuthError as exc:
+        return [Check("retriever", "fail", exc.one_line())]
+    except Exception as exc:  # noqa: BLE001 - a model that loads but cannot embed is a failed check too
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return [Check("retriever", "fail", f"{role.model}: {type(exc).__name__}: {reason}")]
+    return [Check("retriever", "ok", f"{role.model} on {retriever.device}: dimension {queries.shape[1]}, loaded "
+                  f"and embedded a query and an image in {time.perf_counter() - started:.1f} s")]
 
 
 def check_qdrant(settings: Settings) -> list[Check]:

@@ -14,12 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sleuth.cli.eval_captions import eval_captions
+from sleuth.cli.eval_search import eval_search
 from sleuth.cli.explain import explain
+from sleuth.cli.index import galleries, index
 from sleuth.cli.pipeline import calibrate_scene, detect
 from sleuth.cli.proposer import calibrate_app, score
 from sleuth.cli.report import report
 from sleuth.cli.rules import rules_app
 from sleuth.cli.runner import err, fail, request
+from sleuth.cli.search import search
 from sleuth.cli.serve import serve_app
 
 app = typer.Typer(
@@ -32,6 +35,7 @@ app = typer.Typer(
 eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 eval_app.command("captions")(eval_captions)
+eval_app.command("search")(eval_search)
 app.add_typer(rules_app, name="rules")
 calibrate_app.callback(invoke_without_command=True)(calibrate_scene)
 app.add_typer(calibrate_app, name="calibrate")
@@ -39,6 +43,9 @@ app.command("detect")(detect)
 app.command("explain")(explain)
 app.command("report")(report)
 app.command("score")(score)
+app.command("index")(index)
+app.command("galleries")(galleries)
+app.command("search")(search)
 app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
 

@@ -9,7 +9,7 @@ no ROC curve, so its AUC and AP are ``None`` and it is left out of the per-video
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -112,3 +112,42 @@ def evaluate(labels: Mapping[str, Sequence[int]], scores: Mapping[str, Sequence[
                    auc=frame_auc(all_labels, all_scores), ap=frame_ap(all_labels, all_scores),
                    mean_video_auc=_mean(aucs), mean_video_ap=_mean([video.ap for video in per_video]),
                    videos_with_auc=sum(auc is not None for auc in aucs), per_video=per_video, **extra)
+
+
+# -- ranking metrics (search) -------------------------------------------------------------------
+
+def recall_at_k(ranked: Sequence[str], positives: Collection[str], k: int) -> float | None:
+    """1.0 when a positive is among the first ``k`` of ``ranked``, else 0.0; None without positives.
+
+    The text-based person search convention (CUHK-PEDES, AnomalyLMM): Recall@K is the share of
+    queries with at least one correct item in the top K, so per query it is a hit (1) or a miss (0).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    if not positives:
+        return None
+    return 1.0 if any(item in positives for item in ranked[:k]) else 0.0
+
+
+def average_precision(ranked: Sequence[str], positives: Collection[str]) -> float | None:
+    """Average precision of a ranked list (best first) against the set of all positive ids.
+
+    AP = (sum of precision@i over the ranks i that hold a positive) / (number of positives), where
+    the denominator counts every positive in the gallery, so positives the list does not contain
+    count as missed (a top-10 list can score at most 10 / positives). None without positives.
+    """
+    if not positives:
+        return None
+    hits, total = 0, 0.0
+    seen: set[str] = set()
+    for rank, item in enumerate(ranked, start=1):
+        if item in positives and item not in seen:
+            seen.add(item)
+            hits += 1
+            total += hits / rank
+    return total / len(positives)
+
+
+def mean_over_queries(values: Sequence[float | None]) -> float | None:
+    """Mean of the defined values (a query with no positive in the gallery has none)."""
+    return _mean(list(values))

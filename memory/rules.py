@@ -9,29 +9,28 @@ caption.
 
 Storage is Qdrant local mode in ``settings.qdrant.path`` (default ``<data dir>/qdrant``), or the
 server at ``settings.qdrant.url`` (``QDRANT_URL``) with the key from the variable named by
-``settings.qdrant.api_key_env``. Local mode is single-process: a second process gets a
-:class:`RuleMemoryLocked` error, not a wait.
+``settings.qdrant.api_key_env`` (see :mod:`sleuth.memory.qdrant`, shared with the galleries).
+Local mode is single-process: a second process gets a :class:`RuleMemoryLocked` error, not a wait.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from sleuth.agents.schemas import Kind, Rule, RuleSet, Source, unique_rules
 from sleuth.config import Settings, load_settings
 from sleuth.errors import SleuthError
+from sleuth.memory import qdrant
+from sleuth.memory.qdrant import QdrantConnection
 
 COLLECTION = "sleuth_rules"
 _NAMESPACE = uuid.UUID("6f1c1f0e-5a0b-4c7e-9f44-2b7d1c3e9a10")
@@ -42,16 +41,20 @@ class RuleMemoryError(SleuthError):
     """The rule memory cannot do what was asked (missing version, bad input, storage problem)."""
 
 
-class QdrantUnavailable(RuleMemoryError):
+class QdrantUnavailable(RuleMemoryError, qdrant.QdrantUnavailable):
     """The Qdrant server in ``QDRANT_URL`` cannot be reached or refused the request."""
 
 
-class RuleMemoryLocked(RuleMemoryError):
+class RuleMemoryLocked(RuleMemoryError, qdrant.QdrantLocked):
     """The local-mode folder is open in another process (Qdrant local mode is single-process)."""
 
 
 class RuleVersionNotFound(RuleMemoryError):
     """The scene, or the version of the scene, is not in the rule memory."""
+
+
+_ERRORS = qdrant.ErrorKinds(what="rule memory", base=RuleMemoryError, unavailable=QdrantUnavailable,
+                            locked=RuleMemoryLocked)
 
 
 class Embedder(Protocol):
@@ -108,18 +111,14 @@ class RuleMemory:
         self.collection = collection
         self._embedder = embedder
         self._checked_dimension: int | None = None
-        if client is not None:
-            self.location = "in-process client"
-            self._client: QdrantClient | None = client
-        elif self.settings.qdrant.url:
-            self.location = self.settings.qdrant.url
-            self._client = self._connect_server(self.settings.qdrant.url, timeout_s)
-        else:
-            folder = Path(self.settings.qdrant.path or self.settings.data_dir / "qdrant").expanduser()
-            self.location = str(folder)
-            self._client = self._open_local(folder)
-        with self._guard():
-            self._exists = self._client.collection_exists(self.collection)
+        self._connection = QdrantConnection(self.settings, owner="rules", errors=_ERRORS, client=client,
+                                            timeout_s=timeout_s)
+        try:
+            with self._guard():
+                self._exists = self.client.collection_exists(self.collection)
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def in_memory(cls, embedder: Embedder | None = None, settings: Settings | None = None) -> RuleMemory:
@@ -128,57 +127,17 @@ class RuleMemory:
 
     # -- connection -----------------------------------------------------------------------------
 
-    def _connect_server(self, url: str, timeout_s: int) -> QdrantClient:
-        key_env = self.settings.qdrant.api_key_env
-        api_key = os.environ.get(key_env) if key_env else None
-        try:
-            return QdrantClient(url=url, api_key=api_key or None, timeout=timeout_s,
-                                check_compatibility=False)
-        except Exception as exc:  # noqa: BLE001 - bad URLs surface as assorted errors
-            raise QdrantUnavailable(f"cannot use Qdrant URL '{url}' ({_first_line(exc)})",
-                                    hint="fix QDRANT_URL (e.g. http://localhost:6333) or unset it to "
-                                         "use local mode") from None
-
-    def _open_local(self, folder: Path) -> QdrantClient:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RuleMemoryError(f"cannot create the rule memory folder {folder} ({exc.strerror})",
-                                  hint="set qdrant.path (SLEUTH_QDRANT__PATH) to a writable folder") from None
-        try:
-            return QdrantClient(path=str(folder))
-        except RuntimeError as exc:
-            if "already accessed" in str(exc):
-                raise RuleMemoryLocked(
-                    f"the rule memory in {folder} is open in another process (Qdrant local mode is "
-                    "single-process)",
-                    hint="wait for that process to finish, or run a Qdrant server and set QDRANT_URL") from None
-            raise
-
     @contextmanager
     def _guard(self) -> Iterator[None]:
         """Turn transport and server errors into one-line :class:`QdrantUnavailable` errors."""
-        try:
+        with self._connection.guard():
             yield
-        except ResponseHandlingException as exc:
-            cause = exc.source if getattr(exc, "source", None) is not None else exc
-            raise QdrantUnavailable(
-                f"cannot reach Qdrant at {self.location} ({_first_line(cause)})",
-                hint="start the server or unset QDRANT_URL to use local mode") from None
-        except UnexpectedResponse as exc:
-            if exc.status_code in (401, 403):
-                raise QdrantUnavailable(
-                    f"Qdrant at {self.location} rejected the request ({exc.status_code} {exc.reason_phrase})",
-                    hint=f"put a valid API key in ${self.settings.qdrant.api_key_env}") from None
-            raise QdrantUnavailable(
-                f"Qdrant at {self.location} answered {exc.status_code} {exc.reason_phrase}",
-                hint="check that QDRANT_URL points at a Qdrant server, or unset it to use local mode") from None
 
     def close(self) -> None:
         """Release the client (and the local folder's lock)."""
-        client, self._client = getattr(self, "_client", None), None
-        if client is not None:
-            client.close()
+        connection = getattr(self, "_connection", None)
+        if connection is not None:
+            connection.close()
 
     def __enter__(self) -> RuleMemory:
         return self
@@ -188,10 +147,16 @@ class RuleMemory:
         self.close()
 
     @property
+    def location(self) -> str:
+        """The server URL or local folder the rules are stored in."""
+        return self._connection.location
+
+    @property
     def client(self) -> QdrantClient:
-        if self._client is None:
+        client = self._connection.client
+        if client is None:
             raise RuleMemoryError("the rule memory is closed", hint="open a new RuleMemory")
-        return self._client
+        return client
 
     @property
     def embedder(self) -> Embedder:
@@ -378,8 +343,3 @@ class RuleMemory:
 
 def _match(key: str, value: str | int) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:160] or type(exc).__name__
-

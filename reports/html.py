@@ -44,12 +44,16 @@ def render_html(report: DetectReport) -> str:
     if report.explanation is not None:
         sections.append(_explanation(report.explanation, by_index))
     sections += [_rules(report), _models(report), _cost(report), _footer(report)]
-    body = "\n".join(sections)
+    return page(f"Sleuth report: {report.video}", "\n".join(sections))
+
+
+def page(title: str, body: str, *, style: str = "") -> str:
+    """A self-contained page: inline CSS (the report's plus ``style``), no script, no network (CSP)."""
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<meta name="generator" content="Sleuth {_e(__version__)}">\n'
-            f"<title>Sleuth report: {_e(report.video)}</title>\n<style>{_STYLE}</style>\n</head>\n"
+            f"<title>{_e(title)}</title>\n<style>{_STYLE}{style}</style>\n</head>\n"
             f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
 
 

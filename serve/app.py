@@ -1,6 +1,6 @@
 """The Ray Serve application of Sleuth's model tools, and the Serve config that deploys it.
 
-The application is the four tool deployments (:mod:`sleuth.serve.deployments`) bound under one
+The application is the five tool deployments (:mod:`sleuth.serve.deployments`) bound under one
 ingress. A Serve config names it with ``import_path: sleuth.serve.app:build_app``; the same YAML
 runs under ``sleuth serve tools``, ``serve run``/``serve deploy`` and as a KubeRay RayService's
 ``serveConfigV2``. The config's ``args`` reach every replica, so all replicas build the same
@@ -23,7 +23,7 @@ from ray.serve import Application
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 from sleuth.config import Settings
 from sleuth.errors import ConfigError
-from sleuth.serve.deployments import Captioner, Embedder, Proposer, Sampler, ToolsIngress, deep_merge
+from sleuth.serve.deployments import Captioner, Embedder, Proposer, Retriever, Sampler, ToolsIngress, deep_merge
 from sleuth.serve.handles import ServeError
 
 IMPORT_PATH = "sleuth.serve.app:build_app"
@@ -45,7 +45,7 @@ def build_app(args: dict[str, Any] | ToolsAppArgs) -> Application:
     parsed = args if isinstance(args, ToolsAppArgs) else ToolsAppArgs.model_validate(args or {})
     shared = parsed.model_dump()
     return ToolsIngress.bind(Embedder.bind(shared), Captioner.bind(shared), Sampler.bind(shared),
-                             Proposer.bind(shared))
+                             Proposer.bind(shared), Retriever.bind(shared))
 
 
 def packaged_config() -> Path:

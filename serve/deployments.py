@@ -36,8 +36,9 @@ EMBEDDER = "Embedder"
 CAPTIONER = "Captioner"
 SAMPLER = "Sampler"
 PROPOSER = "Proposer"
+RETRIEVER = "Retriever"
 INGRESS = "ToolsIngress"
-TOOL_DEPLOYMENTS = (EMBEDDER, CAPTIONER, SAMPLER, PROPOSER)
+TOOL_DEPLOYMENTS = (EMBEDDER, CAPTIONER, SAMPLER, PROPOSER, RETRIEVER)
 
 logger = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -284,21 +285,107 @@ class Proposer(_ToolReplica):
 
 
 @serve.deployment
+class Retriever(_ToolReplica):
+    """The configured retriever (``sleuth.tools.retriever.build_retriever``), batched over calls.
+
+    Concurrent ``embed_queries`` calls are merged into one encode, and so are ``embed_items``
+    calls. With the embedded default (caption text) the replica holds its own text embedder.
+    """
+
+    name = RETRIEVER
+
+    def __init__(self, args: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.retriever = self._build(lambda: self._load(args))
+        self._dimension: int | None = None
+
+    @staticmethod
+    def _load(args: Mapping[str, Any]) -> Any:
+        from sleuth.tools.retriever import build_retriever
+
+        retriever = build_retriever(replica_settings(args))
+        retriever.embed_queries(["a person"])  # loads the weights now: a ready replica has its model in memory
+        return retriever
+
+    def reconfigure(self, user_config: Mapping[str, Any]) -> None:
+        """``user_config``: ``max_batch_size`` (calls per batch), ``batch_wait_timeout_s``."""
+        _configure_batching(self._queries_batch, user_config)
+        _configure_batching(self._items_batch, user_config)
+
+    def info(self) -> dict[str, Any]:
+        """``name`` (the model shown in reports), ``vector`` (the gallery vector it searches) and ``dimension``."""
+        retriever = self._ready(self.retriever)
+        if self._dimension is None:
+            self._dimension = int(retriever.embed_queries(["a person"]).shape[1])
+        return {"name": retriever.name, "vector": retriever.vector, "dimension": self._dimension}
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), d) float32 unit vectors, as ``retriever.embed_queries(texts)``."""
+        result = await self._queries_batch(list(texts))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def embed_items(self, images: Sequence[np.ndarray], captions: Sequence[str]) -> np.ndarray:
+        """(n, d) float32 unit vectors, as ``retriever.embed_items(images, captions)``."""
+        result = await self._items_batch((list(images), list(captions)))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _queries_batch(self, requests: list[list[str]]) -> list[np.ndarray | BaseException]:
+        try:
+            retriever = self._ready(self.retriever)
+            vectors = await asyncio.to_thread(retriever.embed_queries, [text for texts in requests for text in texts])
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+            return [exc] * len(requests)
+        return _split(vectors, [len(texts) for texts in requests])
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _items_batch(self, requests: list[tuple[list[np.ndarray], list[str]]]
+                           ) -> list[np.ndarray | BaseException]:
+        try:
+            retriever = self._ready(self.retriever)
+        except ToolNotReady as exc:
+            return [exc] * len(requests)
+        # Merged only when every caller gives an image and a caption per item; otherwise each call
+        # runs alone, so a caller that left out the part the retriever uses gets its own error.
+        if all(len(images) == len(captions) for images, captions in requests):
+            try:
+                vectors = await asyncio.to_thread(retriever.embed_items,
+                                                  [image for images, _ in requests for image in images],
+                                                  [caption for _, captions in requests for caption in captions])
+            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                return [exc] * len(requests)
+            return _split(vectors, [len(images) for images, _ in requests])
+        results: list[np.ndarray | BaseException] = []
+        for images, captions in requests:
+            try:
+                results.append(await asyncio.to_thread(retriever.embed_items, images, captions))
+            except Exception as exc:  # noqa: BLE001 - only this caller gets its error
+                results.append(exc)
+        return results
+
+
+@serve.deployment
 class ToolsIngress:
     """The application's ingress: holds the tool handles and answers a small JSON API over HTTP.
 
     Graphs do not go through it (they get a handle per deployment); it gives the app one entry
-    point and lets non-Python clients embed texts and sample scores:
-    ``GET <route>`` lists the tools, ``POST <route>/embed {"texts": [...]}`` and
+    point and lets non-Python clients embed texts, embed search queries and sample scores:
+    ``GET <route>`` lists the tools, ``POST <route>/embed {"texts": [...]}``,
+    ``POST <route>/retrieve {"texts": [...]}`` (the retriever's query vectors) and
     ``POST <route>/sample {"scores": [...]}``.
     """
 
     def __init__(self, embedder: DeploymentHandle, captioner: DeploymentHandle,
-                 sampler: DeploymentHandle, proposer: DeploymentHandle) -> None:
+                 sampler: DeploymentHandle, proposer: DeploymentHandle, retriever: DeploymentHandle) -> None:
         self.embedder = embedder
         self.captioner = captioner
         self.sampler = sampler
         self.proposer = proposer
+        self.retriever = retriever
 
     async def __call__(self, request: Request) -> Any:
         from starlette.responses import JSONResponse
@@ -306,13 +393,17 @@ class ToolsIngress:
         action = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if request.method == "GET":
             return {"tools": list(TOOL_DEPLOYMENTS)}
-        if action not in ("embed", "sample"):
-            return JSONResponse({"error": f"unknown action '{action}': use embed or sample"}, status_code=404)
+        if action not in ("embed", "retrieve", "sample"):
+            return JSONResponse({"error": f"unknown action '{action}': use embed, retrieve or sample"},
+                                status_code=404)
         body = await request.json()
-        field = "texts" if action == "embed" else "scores"
+        field = "scores" if action == "sample" else "texts"
         if not isinstance(body, dict) or not isinstance(body.get(field), list):
             return JSONResponse({"error": f"send a JSON object with a list '{field}'"}, status_code=400)
         if action == "embed":
             vectors = await self.embedder.embed.remote(body[field])
+            return {"vectors": vectors.tolist()}
+        if action == "retrieve":
+            vectors = await self.retriever.embed_queries.remote(body[field])
             return {"vectors": vectors.tolist()}
         return {"indices": await self.sampler.sample.remote(body[field])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from sleuth import telemetry
 from sleuth.config import Settings
 from sleuth.errors import SleuthError
-from sleuth.serve.deployments import CAPTIONER, EMBEDDER, PROPOSER, SAMPLER, TOOL_DEPLOYMENTS
+from sleuth.serve.deployments import CAPTIONER, EMBEDDER, PROPOSER, RETRIEVER, SAMPLER, TOOL_DEPLOYMENTS
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
@@ -109,6 +110,7 @@ class RayServeTools:
         self.embedder = RemoteEmbedder(self)
         self.captioner = RemoteCaptioner(self)
         self.sampler = RemoteSampler(self)
+        self.retriever = RemoteRetriever(self)
 
     def proposer(self, scene: str) -> RemoteProposer:
         return RemoteProposer(self, scene)
@@ -171,3 +173,39 @@ class RemoteProposer:
 
     def score(self, frames: Sequence[Frame]) -> Any:
         return self._tools.call(PROPOSER, "score", self.scene, list(frames))
+
+
+class RemoteRetriever:
+    """The Retriever deployment behind the :class:`~sleuth.tools.retriever.Retriever` interface.
+
+    ``name``, ``vector`` and ``dimension`` are asked of the replica once, on first use.
+    """
+
+    def __init__(self, tools: RayServeTools) -> None:
+        self._tools = tools
+        self._info: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _described(self) -> dict[str, Any]:
+        with self._lock:
+            if self._info is None:
+                self._info = dict(self._tools.call(RETRIEVER, "info"))
+            return self._info
+
+    @property
+    def name(self) -> str:
+        return str(self._described()["name"])
+
+    @property
+    def vector(self) -> str:
+        return str(self._described()["vector"])
+
+    @property
+    def dimension(self) -> int:
+        return int(self._described()["dimension"])
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._tools.call(RETRIEVER, "embed_queries", list(texts))
+
+    def embed_items(self, images: Sequence[np.ndarray], captions: Sequence[str]) -> np.ndarray:
+        return self._tools.call(RETRIEVER, "embed_items", list(images), list(captions))

@@ -93,10 +93,11 @@ def _clip(count: int = 8) -> list[Frame]:
 
 def test_every_tool_is_deployed_healthy_with_its_configured_resources(served: tuple[Settings, int]) -> None:
     rows = {row.name: row for row in describe(APP)}
-    assert set(rows) == {"Embedder", "Captioner", "Sampler", "Proposer", "ToolsIngress"}
+    assert set(rows) == {"Embedder", "Captioner", "Sampler", "Proposer", "Retriever", "ToolsIngress"}
     assert all(row.status == "HEALTHY" and row.running >= 1 for row in rows.values())
     assert rows["Embedder"].resources["CPU"] == 0.5 and rows["Captioner"].autoscaling == (1, 2)
     assert rows["Embedder"].user_config == {"max_batch_size": 16, "batch_wait_timeout_s": 0.005}
+    assert rows["Retriever"].resources["CPU"] == 0.25
 
 
 def test_embedder_returns_unit_vectors_and_batches_concurrent_callers(tools: RayServeTools) -> None:
@@ -141,6 +142,27 @@ def test_proposer_scores_a_calibrated_scene_like_the_in_process_one(
     assert np.allclose(remote.frame_scores, local.frame_scores, atol=1e-4)
 
 
+def test_retriever_answers_like_the_in_process_one(tools: RayServeTools) -> None:
+    from sleuth.tools.retriever import build_retriever
+
+    local = build_retriever(Settings())  # the embedded default: captions embedded with MiniLM
+    remote = tools.retriever
+    assert (remote.name, remote.vector, remote.dimension) == (local.name, local.vector, 384)
+    queries = ["a person rides a bicycle", "a man walking a dog"]
+    assert np.allclose(remote.embed_queries(queries), local.embed_queries(queries), atol=1e-5)
+    frames = _clip(3)
+    images = [frame.image for frame in frames]
+    captions = ["a man on a bicycle on the street", "a dog on the lawn", "a white car"]
+    items = remote.embed_items(images, captions)
+    assert items.dtype == np.float32 and np.allclose(items, local.embed_items(images, captions), atol=1e-5)
+    assert remote.embed_queries([]).shape == (0, 384)
+    with ThreadPoolExecutor(6) as pool:  # concurrent calls are merged into batches on the replica
+        one_by_one = list(pool.map(lambda i: remote.embed_items([images[i % 3]], [captions[i % 3]]), range(6)))
+    assert np.allclose(np.vstack(one_by_one), np.vstack([items, items]), atol=1e-5)
+    with pytest.raises(SleuthError, match="embeds item captions: got images only"):
+        remote.embed_items(images, [])
+
+
 def test_proposer_errors_come_back_as_sleuth_errors(tools: RayServeTools) -> None:
     from sleuth.tools.proposer import ProposerError
 
@@ -164,10 +186,11 @@ def test_http_ingress_embeds_and_samples(served: tuple[Settings, int]) -> None:
             return json.loads(response.read())
 
     with urllib.request.urlopen(base, timeout=30) as response:
-        assert json.loads(response.read())["tools"] == ["Embedder", "Captioner", "Sampler", "Proposer"]
+        assert json.loads(response.read())["tools"] == ["Embedder", "Captioner", "Sampler", "Proposer", "Retriever"]
     assert post("/sample", {"scores": [0, 0, 1, 0]})["indices"] == [0, 1, 2, 3]
     vectors = np.asarray(post("/embed", {"texts": ["a person walks"]})["vectors"])
     assert vectors.shape == (1, 384)
+    assert np.asarray(post("/retrieve", {"texts": ["a person walks"]})["vectors"]).shape == (1, 384)
 
 
 @pytest.fixture
@@ -190,8 +213,8 @@ def test_cli_serve_tools_detached_reports_each_tool_with_its_resources() -> None
     assert result.exit_code == 0, result.output
     assert f"'{APP}' ready in" in result.output
     rows = {line.split()[0]: line.split() for line in result.output.splitlines()
-            if line.split() and line.split()[0] in ("Embedder", "Captioner", "Sampler", "Proposer")}
-    assert set(rows) == {"Embedder", "Captioner", "Sampler", "Proposer"}
+            if line.split() and line.split()[0] in ("Embedder", "Captioner", "Sampler", "Proposer", "Retriever")}
+    assert set(rows) == {"Embedder", "Captioner", "Sampler", "Proposer", "Retriever"}
     assert all(row[1] == "healthy" for row in rows.values())
     assert rows["Embedder"][3:5] == ["0.5", "0"]  # CPU and GPU per replica, from the YAML
 

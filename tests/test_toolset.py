@@ -149,7 +149,8 @@ def test_packaged_config_is_a_valid_serve_config_for_a_small_cpu_machine() -> No
     (app,) = config.applications
     assert app.name == Settings().tools.serve_app and app.import_path == "sleuth.serve.app:build_app"
     bound = {deployment.name for deployment in (deployments.Embedder, deployments.Captioner, deployments.Sampler,
-                                                deployments.Proposer, deployments.ToolsIngress)}
+                                                deployments.Proposer, deployments.Retriever,
+                                                deployments.ToolsIngress)}
     configured = {deployment.name for deployment in app.deployments}
     assert configured == bound == {*deployments.TOOL_DEPLOYMENTS, deployments.INGRESS}
     by_name = {deployment["name"]: deployment for deployment in raw["applications"][0]["deployments"]}

@@ -1,10 +1,10 @@
 """The one interface through which graphs reach the model tools, in this process or on Ray Serve.
 
 A graph asks :func:`open_tools` for a :class:`ToolSet` and calls ``tools.embedder(texts)``,
-``tools.captioner.caption(frames)``, ``tools.sampler.sample(scores)`` and
-``tools.proposer(scene).score(frames)``. Whether those run here or as Ray Serve deployments is
-configuration only (``tools.backend``): both backends expose the same methods and return the
-same types.
+``tools.captioner.caption(frames)``, ``tools.sampler.sample(scores)``,
+``tools.proposer(scene).score(frames)`` and ``tools.retriever.embed_queries(texts)``. Whether
+those run here or as Ray Serve deployments is configuration only (``tools.backend``): both
+backends expose the same methods and return the same types.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sleuth.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from sleuth.tools.frames import Frame
+    from sleuth.tools.retriever import Retriever
 
 
 class Embedder(Protocol):
@@ -58,6 +59,9 @@ class ToolSet(Protocol):
 
     def proposer(self, scene: str) -> SceneProposer: ...
 
+    @property
+    def retriever(self) -> Retriever: ...
+
 
 class InProcessTools:
     """The plain tool classes in this process, each built on first use and then reused.
@@ -68,9 +72,11 @@ class InProcessTools:
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
                  captioner: Captioner | None = None, sampler: Sampler | None = None,
-                 proposer: Callable[[str], SceneProposer] | None = None) -> None:
+                 proposer: Callable[[str], SceneProposer] | None = None,
+                 retriever: Retriever | None = None) -> None:
         self.settings = settings
-        self._tools: dict[str, Any] = {"embedder": embedder, "captioner": captioner, "sampler": sampler}
+        self._tools: dict[str, Any] = {"embedder": embedder, "captioner": captioner, "sampler": sampler,
+                                       "retriever": retriever}
         self._load_proposer = proposer
         self._lock = threading.RLock()
 
@@ -107,6 +113,17 @@ class InProcessTools:
 
         return self._get("sampler", build)
 
+    @property
+    def retriever(self) -> Retriever:
+        """``settings.retriever``: a CLIP-family model, or caption text with this toolset's embedder."""
+
+        def build() -> Retriever:
+            from sleuth.tools.retriever import build_retriever
+
+            return build_retriever(self.settings, None if self.settings.retriever.model else self.embedder)
+
+        return self._get("retriever", build)
+
     def proposer(self, scene: str) -> SceneProposer:
         """The scene's proposer. The store caches it and reloads it when the scene is recalibrated."""
         with self._lock:
@@ -120,7 +137,7 @@ class InProcessTools:
 def open_tools(settings: Settings | None = None, **tools: Any) -> ToolSet:
     """The tools for ``settings.tools.backend``: 'inprocess' (plain classes) or 'ray' (Serve handles).
 
-    ``tools`` (embedder=, captioner=, sampler=, proposer=) replace single in-process tools.
+    ``tools`` (embedder=, captioner=, sampler=, proposer=, retriever=) replace single in-process tools.
     The 'ray' backend raises :class:`~sleuth.errors.SleuthError` when the Serve app is not running.
     """
     settings = settings or load_settings()

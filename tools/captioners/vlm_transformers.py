@@ -118,30 +118,43 @@ class TransformersCaptioner:
             if not frames:
                 return []
             self._load()
-            captions: list[str] = []
-            for start in range(0, len(frames), self.batch_size):
-                captions.extend(self._caption_batch(frames[start:start + self.batch_size]))
-            return captions
+            return self._answers([frame.image for frame in frames], self.prompt)
 
-    def _inputs(self, images: list[Any]) -> Any:
+    def ask(self, images: Sequence[Any], prompt: str) -> list[str]:
+        """The model's answer to ``prompt`` about each RGB image (cloze completion uses it)."""
+        with telemetry.tool_span("vlm_ask") as span:
+            span.set_attribute("sleuth.captioner", self.name)
+            span.set_attribute("sleuth.batch.size", len(images))
+            if not images:
+                return []
+            self._load()
+            return self._answers(list(images), prompt)
+
+    def _answers(self, images: list[Any], prompt: str) -> list[str]:
+        answers: list[str] = []
+        for start in range(0, len(images), self.batch_size):
+            answers.extend(self._generate(images[start:start + self.batch_size], prompt))
+        return answers
+
+    def _inputs(self, images: list[Any], prompt: str) -> Any:
         processor = self._processor
         if getattr(processor, "chat_template", None):
             conversations = [[{"role": "user", "content": [{"type": "image", "image": image},
-                                                           {"type": "text", "text": self.prompt}]}]
+                                                           {"type": "text", "text": prompt}]}]
                              for image in images]
             return processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
                                                  return_dict=True, return_tensors="pt",
                                                  processor_kwargs={"padding": True})
-        if self.prompt:
-            return processor(images=images, text=[self.prompt] * len(images), padding=True, return_tensors="pt")
+        if prompt:
+            return processor(images=images, text=[prompt] * len(images), padding=True, return_tensors="pt")
         return processor(images=images, return_tensors="pt")
 
-    def _caption_batch(self, frames: Sequence[Frame]) -> list[str]:
+    def _generate(self, arrays: Sequence[Any], prompt: str) -> list[str]:
         import torch
         from PIL import Image
 
-        images = [Image.fromarray(frame.image) for frame in frames]
-        inputs = _to_device(self._inputs(images), self._device, self._dtype)
+        images = [Image.fromarray(array) for array in arrays]
+        inputs = _to_device(self._inputs(images, prompt), self._device, self._dtype)
         prompt_ids = inputs.get("input_ids")
         with torch.inference_mode():
             output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
