@@ -32,7 +32,7 @@ def eval_search(
         "(see sleuth.graphs.search.SearchConfig).")] = None,
 ) -> None:
     """Recall@1/5/10 and mAP, retrieval alone and re-ranked, with cost per query."""
-    from sleuth.evals.search_bench import ANNOTATIONS, run_search_benchmark, summary_rows
+    from sleuth.evals.search_bench import ANNOTATIONS, index_time, run_search_benchmark, summary_rows
     from sleuth.graphs.search import SearchConfig
 
     config = with_overrides(SearchConfig(), set_)
@@ -51,5 +51,5 @@ def eval_search(
     out.print(table)
     cost = result.cost
     err.print(f"{cost['llm_calls_per_query']} LLM calls and {cost['seconds_per_query']} s per query, index "
-              f"{cost['index_seconds']} s, peak {cost['peak_memory_mb']} MB; wrote {result.outputs['result']} and "
+              f"{index_time(cost)}, peak {cost['peak_memory_mb']} MB; wrote {result.outputs['result']} and "
               f"{result.outputs['table']}")

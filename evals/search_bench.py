@@ -394,12 +394,17 @@ def summary_rows(result: BenchResult) -> list[tuple[str, str, str]]:
     return rows
 
 
+def index_time(cost: dict[str, Any]) -> str:
+    """``12.3 s``, or ``reused`` when the gallery of an earlier run was kept."""
+    return "reused" if cost.get("index_seconds") is None else f"{cost['index_seconds']} s"
+
+
 def markdown(result: BenchResult) -> str:
     lines = [f"# Search benchmark: gallery {result.gallery}", "",
              f"Retriever: {result.retriever or '?'}; {result.reranked.queries_with_positives} of "
              f"{result.reranked.queries} queries have positives in the gallery; "
              f"{result.cost['llm_calls_per_query']} LLM calls and {result.cost['seconds_per_query']} s per query; "
-             f"index {result.cost['index_seconds']} s; peak {result.cost['peak_memory_mb']} MB.", "",
+             f"index {index_time(result.cost)}; peak {result.cost['peak_memory_mb']} MB.", "",
              "| metric (%) | retrieval | re-ranked |", "| --- | ---: | ---: |"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in summary_rows(result)]
     lines += ["", "| query | positives | first hit (retrieval -> re-ranked) | AP (retrieval -> re-ranked) | LLM calls |"

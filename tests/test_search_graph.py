@@ -162,3 +162,61 @@ def test_cli_search_prints_ranked_results_and_writes_json_and_html(
     missing = CliRunner().invoke(app, ["search", QUERY, "--gallery", "nope"])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
     assert [line for line in missing.output.splitlines() if line.startswith("error:")][0].count("nope") >= 1
+
+
+def test_index_and_search_with_a_tiny_clip_retriever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIP path end to end through the CLI: image vectors at index time, text tower at search time."""
+    from sleuth.cli.main import app
+    from typer.testing import CliRunner
+
+    from tests.synthetic_video import BLUE, RED, Mover, render, write_video
+    from tests.tiny_models import build_tiny_clip
+
+    video = write_video(tmp_path / "walk.mp4", render([Mover(0, 10, 16, 40, vx=30.0, colour=RED),
+                                                         Mover(130, 70, 18, 44, vx=-20.0, colour=BLUE)], n_frames=30))
+    monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLEUTH_RETRIEVER__MODEL", str(build_tiny_clip(tmp_path / "clip")))
+    runner = CliRunner()
+    indexed = runner.invoke(app, ["index", str(video), "--gallery", "cams", "--every", "0.5"])
+    assert indexed.exit_code == 0, indexed.output
+    found = runner.invoke(app, ["search", "a red person walking", "--gallery", "cams", "--top-n", "0",
+                                "--json", str(tmp_path / "r.json")])
+    assert found.exit_code == 0, found.output
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["retriever"].endswith("(image vectors)") and saved["llm_calls"] == 0
+    assert len(saved["results"]) == 10 and all(entry["item"]["video"] == str(video) for entry in saved["results"])
+    # the gallery remembers its image model: another CLIP model is refused in one line ...
+    monkeypatch.setenv("SLEUTH_RETRIEVER__MODEL", str(build_tiny_clip(tmp_path / "other-clip", seed=1)))
+    refused = runner.invoke(app, ["search", "a red person walking", "--gallery", "cams", "--top-n", "0"])
+    assert refused.exit_code == 2 and "--replace" in refused.output and "Traceback" not in refused.output
+    # ... while its caption vectors still serve the embedded caption-text retriever
+    monkeypatch.delenv("SLEUTH_RETRIEVER__MODEL")
+    by_caption = runner.invoke(app, ["search", "a red person walking", "--gallery", "cams", "--top-n", "0",
+                                     "--json", str(tmp_path / "c.json")])
+    assert by_caption.exit_code == 0, by_caption.output
+    assert json.loads((tmp_path / "c.json").read_text())["retriever"].endswith("(caption vectors)")
+
+
+@pytest.mark.slow
+def test_cli_index_and_search_with_the_packaged_llm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real parts only: object stage, MiniLM, Qdrant local mode, the packaged LLM for the cloze agents."""
+    from sleuth.cli.main import app
+    from typer.testing import CliRunner
+
+    from tests.synthetic_video import BLUE, RED, Mover, render, write_video
+
+    video = write_video(tmp_path / "walk.mp4", render([Mover(0, 10, 16, 40, vx=30.0, colour=RED),
+                                                         Mover(130, 70, 18, 44, vx=-20.0, colour=BLUE)], n_frames=30))
+    monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(video), "--gallery", "cams"]).exit_code == 0
+    found = runner.invoke(app, ["search", "a person in red walking to the right", "--gallery", "cams",
+                                "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")])
+    assert found.exit_code == 0, found.output
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [slot["answer"] for slot in saved["cloze"]["slots"]] == ["red", "walking"]
+    completed = [entry for entry in saved["results"] if entry["completion"]]
+    assert len(completed) == 3 and all(set(entry["completion"]["fills"]) == {"COLOR_1", "VERB_1"}
+                                       for entry in completed)
+    assert "red" in saved["results"][0]["item"]["caption"]  # the red walker's crop comes first
+    assert (tmp_path / "r.html").read_text().count('<div class="hit">') == len(saved["results"])
