@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sleuth.cli.chat import chat
 from sleuth.cli.eval_captions import eval_captions
 from sleuth.cli.eval_search import eval_search
 from sleuth.cli.explain import explain
@@ -46,6 +47,7 @@ app.command("score")(score)
 app.command("index")(index)
 app.command("galleries")(galleries)
 app.command("search")(search)
+app.command("chat")(chat)
 app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
 

@@ -270,9 +270,20 @@ class Gateway:
     def stream(self, messages: list[Message], *, role: str = "llm", max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
         """Yield the answer's text as it is generated; the usage is recorded at the end."""
+        for piece in self.stream_chat(messages, role=role, max_tokens=max_tokens, temperature=temperature):
+            if isinstance(piece, str):
+                yield piece
+
+    def stream_chat(self, messages: list[Message], *, role: str = "llm", tools: list[dict[str, Any]] | None = None,
+                    max_tokens: int | None = None, temperature: float | None = None) -> Iterator[str | ChatResult]:
+        """:meth:`chat`, streamed: text deltas (``str``) as they are generated, then one :class:`ChatResult`.
+
+        Tool calls arrive as deltas too and are assembled into the result; a model that writes a
+        call as JSON text gets it recovered like in :meth:`chat` (its text is still streamed).
+        """
         endpoint, router = self._router(role)
         request = self._request(role, messages, max_tokens=max_tokens, temperature=temperature,
-                                extra={"stream": True, "stream_options": {"include_usage": True}})
+                                extra={"stream": True, "stream_options": {"include_usage": True}, "tools": tools})
         with telemetry.chat_span(endpoint.display_name, endpoint.provider, max_tokens=request["max_tokens"],
                                  temperature=request["temperature"]) as span:  # ends on early close too
             telemetry.record_messages(span, inputs=messages)
@@ -281,6 +292,7 @@ class Gateway:
             usage: Any = None
             finish: str | None = None
             pieces: list[str] = []
+            calls: dict[int, dict[str, str]] = {}  # index -> id, name, arguments (JSON text, in pieces)
             try:
                 for chunk in router.completion(**request):
                     if getattr(chunk, "usage", None):
@@ -289,12 +301,24 @@ class Gateway:
                         continue
                     choice = chunk.choices[0]
                     finish = choice.finish_reason or finish
-                    delta = choice.delta.content if choice.delta else None
-                    if delta:
+                    delta = choice.delta
+                    for call in (getattr(delta, "tool_calls", None) or []) if delta else []:
                         if ttft is None:
                             ttft = time.perf_counter() - started
-                        pieces.append(delta)
-                        yield delta
+                        index = getattr(call, "index", None)
+                        if index is None:  # no index: a new id starts a new call, pieces continue the last
+                            index = len(calls) if call.id or not calls else max(calls)
+                        slot = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = call.id or slot["id"]
+                        if call.function is not None:
+                            slot["name"] += call.function.name or ""
+                            slot["arguments"] += call.function.arguments or ""
+                    text = delta.content if delta else None
+                    if text:
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                        pieces.append(text)
+                        yield text
             except GeneratorExit:
                 raise
             except Exception as exc:
@@ -308,7 +332,13 @@ class Gateway:
                                    input_tokens=record.prompt_tokens,
                                    output_tokens=record.completion_tokens,
                                    finish_reasons=[finish] if finish else None)
-            telemetry.record_messages(span, outputs=[{"role": "assistant", "content": "".join(pieces)}])
+            text = "".join(pieces)
+            telemetry.record_messages(span, outputs=[{"role": "assistant", "content": text}])
+        tool_calls = [ToolCall(slot["id"] or f"call_{index}", slot["name"], _arguments(slot["arguments"]))
+                      for index, slot in sorted(calls.items()) if slot["name"]]
+        if not tool_calls and tools:
+            tool_calls = _tool_calls_from_text(text, tools)
+        yield ChatResult(text, tool_calls, finish, record)
 
     def structured(self, messages: list[Message], schema: type[T], *, role: str = "llm",
                    max_tokens: int | None = None, temperature: float | None = None) -> T:
@@ -478,14 +508,18 @@ def _endpoint_error(endpoint: Endpoint, exc: Exception) -> EndpointError:
                          hint="check the model name and the server's log")
 
 
+def _arguments(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}
+
+
 def _tool_calls(message: Any, tools: list[dict[str, Any]] | None) -> list[ToolCall]:
     calls = []
     for call in getattr(message, "tool_calls", None) or []:
-        try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except json.JSONDecodeError:
-            arguments = {"_raw": call.function.arguments}
-        calls.append(ToolCall(call.id or f"call_{len(calls)}", call.function.name, arguments))
+        calls.append(ToolCall(call.id or f"call_{len(calls)}", call.function.name, _arguments(call.function.arguments)))
     if calls or not tools:
         return calls
     return _tool_calls_from_text(message.content or "", tools)

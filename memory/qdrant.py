@@ -13,6 +13,7 @@ a graph that reads rules and searches a gallery does not lock itself out.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Iterator
@@ -52,6 +53,19 @@ class _Shared:
 
 _LOCAL: dict[Path, _Shared] = {}
 _LOCAL_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_shared_clients() -> None:
+    """Close local clients a store left open: ``_LOCAL`` keeps them alive until interpreter shutdown, where
+    Qdrant's own ``__del__`` fails noisily (a traceback on stderr after the command's last line)."""
+    with _LOCAL_LOCK:
+        for shared in _LOCAL.values():
+            try:
+                shared.client.close()
+            except Exception:  # noqa: BLE001, S110 - best effort on exit
+                pass
+        _LOCAL.clear()
 
 
 def local_folder(settings: Settings) -> Path:

@@ -1,0 +1,35 @@
+"""Which files a request may touch: the configured data folders and the upload folder, nothing else.
+
+The chat agent, the HTTP API and the web chat take video paths from people and from a model;
+every such path goes through :func:`resolve_data_path`, which resolves symlinks and ``..`` first,
+so no request can read outside ``settings.data_dirs`` (or the current folder when none is
+configured) and ``<data_dir>/uploads``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sleuth.config import Settings
+from sleuth.errors import SleuthError
+
+
+def uploads_dir(settings: Settings) -> Path:
+    """Where uploaded videos are stored (inside the allowed roots by construction)."""
+    return Path(settings.data_dir).expanduser() / "uploads"
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    roots = [Path(root).expanduser() for root in settings.data_dirs] or [Path.cwd()]
+    return [root.resolve() for root in (*roots, uploads_dir(settings))]
+
+
+def resolve_data_path(settings: Settings, path: str | Path) -> Path:
+    """``path`` (relative paths are taken from the current folder) resolved, if inside a data folder."""
+    resolved = Path(path).expanduser().resolve()
+    roots = allowed_roots(settings)
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise SleuthError(f"{path} is outside the data folders",
+                          hint="use a file under " + ", ".join(str(root) for root in roots)
+                          + " (add folders with data_dirs in sleuth.toml or SLEUTH_DATA_DIRS)")
+    return resolved

@@ -1,0 +1,199 @@
+"""The ``investigate`` graph: a tool-calling agent over Sleuth's graphs, with confirmations.
+
+    agent -> (tool calls?) -> tools -> agent -> ... -> answer
+
+- **agent**: one streamed LLM call through the gateway with the tools' JSON schemas. Text is
+  streamed to the person as it comes (``custom`` stream events), except text that is a tool call
+  written out by a small model. After ``max_steps`` tool rounds the tools are withheld, so the
+  model must answer.
+- **tools**: runs the calls of the last assistant message. A tool that changes stored state or
+  starts a long job first pauses the graph with ``interrupt()`` and runs only if the person
+  approves (``Command(resume={"approved": True})``); a declined call is reported to the model.
+  Tool errors (a missing video, an uncalibrated scene) go back to the model as text.
+
+Messages are OpenAI-style dicts, so threads checkpoint as plain JSON (SQLite or Postgres).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+from pydantic import ValidationError
+from sleuth import telemetry
+from sleuth.errors import SleuthError
+from sleuth.graphs.investigate.configuration import InvestigateConfig
+from sleuth.graphs.investigate.tools import TOOLS, ToolContext
+from sleuth.graphs.runtime import Runtime
+from sleuth.llm.gateway import ChatResult
+from sleuth.prompts import load_prompt
+
+Context = Callable[[], str]
+
+
+class InvestigateState(TypedDict, total=False):
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    files: Annotated[list[str], operator.add]
+    steps: int  # tool rounds since the person's last message
+    thread_id: str
+
+
+def system_message(context: str) -> dict[str, Any]:
+    return load_prompt("investigate.system").messages(context=context, message="")[0]
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    return [tool.schema() for tool in TOOLS.values()]
+
+
+def _looks_like_a_call(head: str) -> bool:
+    return head.lstrip().startswith(("<tool_call", "{", "```", "[{"))
+
+
+def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                      max_tokens: int, emit: Callable[[str], None]) -> ChatResult:
+    """One model call; ``emit`` gets the answer's text as it streams (tool-call text is held back)."""
+    head, streaming, result = "", None, None
+    for piece in runtime.gateway.stream_chat(messages, tools=tools, max_tokens=max_tokens):
+        if isinstance(piece, ChatResult):
+            result = piece
+            continue
+        if streaming is None:
+            head += piece
+            if len(head.strip()) >= 12:
+                streaming = not _looks_like_a_call(head)
+                if streaming:
+                    emit(head)
+        elif streaming:
+            emit(piece)
+    assert result is not None
+    if streaming is None and head.strip() and not result.tool_calls and not _looks_like_a_call(head):
+        emit(head)  # a short answer that never reached the 12 characters
+    return result
+
+
+AFTER_TOOLS = ("The tool results are above. If they answer the question, answer now in plain text, citing frame "
+               "numbers, times and the files written; call another tool only if you need more.")
+
+
+def current_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages since the person's last one."""
+    for position in range(len(messages) - 1, -1, -1):
+        if messages[position]["role"] == "user":
+            return messages[position + 1:]
+    return list(messages)
+
+
+def _call_key(name: str, arguments: str) -> str:
+    try:
+        return name + json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+    except json.JSONDecodeError:
+        return name + arguments
+
+
+def fallback_answer(turn: list[dict[str, Any]]) -> str:
+    """When the model gives no answer text: what the tools of this turn returned, verbatim."""
+    results = [f"{message.get('name', 'tool')}: {message['content']}" for message in turn if message["role"] == "tool"]
+    if not results:
+        return "I could not produce an answer; please rephrase the question."
+    return "The model gave no summary; here is what the tools returned.\n" + "\n".join(results)
+
+
+def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, context: Context,
+                files_root: Path | None = None, checkpointer: Any = None) -> Any:
+    config = config or InvestigateConfig()
+    files_root = files_root or Path(runtime.settings.data_dir).expanduser() / "chat"
+
+    @telemetry.traced_agent("investigate_agent")
+    def agent(state: InvestigateState) -> dict[str, Any]:
+        writer = get_stream_writer()
+        turn = current_turn(state["messages"])
+        messages = [system_message(context()), *state["messages"]]
+        if turn and turn[-1]["role"] == "tool":
+            messages.append({"role": "system", "content": AFTER_TOOLS})
+        tools = tool_schemas() if state.get("steps", 0) < config.max_steps else None
+
+        def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
+            return stream_agent_turn(runtime, messages, tools=tools, max_tokens=config.max_tokens,
+                                     emit=lambda text: writer({"type": "token", "text": text}))
+
+        result = ask(tools)
+        made = {_call_key(call["function"]["name"], call["function"]["arguments"])
+                for message in turn for call in message.get("tool_calls") or []}
+        if result.tool_calls and all(_call_key(c.name, json.dumps(c.arguments)) in made for c in result.tool_calls):
+            result = ask(None)  # a small model repeating a call it already made: make it answer instead
+        if result.tool_calls:
+            return {"messages": [{"role": "assistant", "content": "", "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.name,
+                                                                 "arguments": json.dumps(call.arguments)}}
+                for call in result.tool_calls[:3]]}]}
+        text = result.text.strip()
+        if not text or _looks_like_a_call(text):
+            text = fallback_answer(turn)
+            writer({"type": "token", "text": text})
+        return {"messages": [{"role": "assistant", "content": text}]}
+
+    def route(state: InvestigateState) -> str:
+        return "tools" if state["messages"][-1].get("tool_calls") else END
+
+    @telemetry.traced_agent("investigate_tools")
+    def tools(state: InvestigateState) -> dict[str, Any]:
+        writer = get_stream_writer()
+        thread = state.get("thread_id") or "default"
+        ctx = ToolContext(runtime=runtime, files_dir=files_root / thread,
+                          progress=lambda stage, done, total: writer({"type": "progress", "stage": stage,
+                                                                     "done": done, "total": total}))
+        replies, files = [], []
+        for call in state["messages"][-1]["tool_calls"]:
+            name = call["function"]["name"]
+            content, written = run_tool_call(name, call["function"]["arguments"], ctx, config, writer)
+            files += written
+            replies.append({"role": "tool", "tool_call_id": call["id"], "name": name,
+                            "content": content[:config.tool_result_chars]})
+        return {"messages": replies, "files": files, "steps": state.get("steps", 0) + 1}
+
+    graph = StateGraph(InvestigateState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, ["tools", END])
+    graph.add_edge("tools", "agent")
+    return graph.compile(checkpointer=checkpointer)
+
+
+def run_tool_call(name: str, raw_arguments: str, ctx: ToolContext, config: InvestigateConfig,
+                  writer: Callable[[dict[str, Any]], None]) -> tuple[str, list[str]]:
+    """The tool's text for the model and the files it wrote; asks for approval first where needed."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return f"error: there is no tool '{name}'; the tools are {', '.join(TOOLS)}", []
+    try:
+        arguments = json.loads(raw_arguments or "{}")
+        args = tool.args.model_validate(arguments)
+    except (json.JSONDecodeError, ValidationError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(part) for part in first["loc"]) or "arguments"
+        return f"error: bad arguments for {name}: {where}: {first['msg']}", []
+    if tool.confirm and config.confirm:
+        decision = interrupt({"tool": name, "args": args.model_dump(), "question": tool.question(args)})
+        if not (isinstance(decision, dict) and decision.get("approved")):
+            return f"The person declined to run {name}. Do not run it; ask what they would like instead.", []
+    writer({"type": "tool_start", "tool": name, "args": args.model_dump(exclude_none=True)})
+    started = time.monotonic()
+    try:
+        with telemetry.tool_span(name):
+            output = tool.run(ctx, args)
+    except SleuthError as exc:
+        text, files = f"error: {exc.one_line()}", []
+    else:
+        text, files = output.text, output.files
+    writer({"type": "tool_end", "tool": name, "result": text[:400], "files": files,
+            "seconds": round(time.monotonic() - started, 2)})
+    return text, files

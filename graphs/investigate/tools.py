@@ -1,0 +1,450 @@
+"""The investigate agent's tools: each a pydantic argument model, a JSON schema for the LLM and a function.
+
+A tool returns a :class:`ToolOutput`: a short text for the model (frames, times, rules, so the
+answer can cite them) and the files it wrote (frames, contact sheets, plots, reports) for the
+person. Tools that change state or start a long job (``confirm=True``) run only after the person
+approves (the graph pauses with ``interrupt()`` first). Every path a tool gets, from a person or a
+model, goes through :func:`sleuth.datapaths.resolve_data_path`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sleuth.datapaths import allowed_roots, resolve_data_path
+from sleuth.errors import SleuthError
+from sleuth.graphs.runtime import Runtime
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass
+class ToolOutput:
+    text: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ToolContext:
+    runtime: Runtime
+    files_dir: Path  # where this thread's images and reports go
+    progress: Callable[[str, int, int], None] | None = None
+
+    def path(self, stem: str, suffix: str) -> Path:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        return self.files_dir / f"{stem}-{uuid.uuid4().hex[:6]}{suffix}"
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args: type[BaseModel]
+    run: Callable[[ToolContext, Any], ToolOutput]
+    confirm: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI tool definition the LLM sees."""
+        parameters = self.args.model_json_schema()
+        parameters.pop("title", None)
+        for prop in parameters.get("properties", {}).values():
+            prop.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": parameters}}
+
+    def question(self, args: BaseModel) -> str:
+        """What the person is asked before a confirm tool runs."""
+        shown = ", ".join(f"{key}={value!r}" for key, value in args.model_dump(exclude_none=True).items())
+        effect = "changes stored state" if self.name in STATEFUL else "may take minutes"
+        return f"Run {self.name}({shown})? It {effect}."
+
+
+STATEFUL = {"calibrate", "propose_rule_edit"}
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+class NoArgs(BaseModel):
+    pass
+
+
+class VideoFolder(BaseModel):
+    folder: str | None = Field(default=None, description="A folder inside the data folders (default: all of them).")
+
+
+class DetectArgs(BaseModel):
+    video: str = Field(description="Path of the video file.")
+    scene: str = Field(description="The calibrated scene (camera) the video belongs to.")
+    start_s: float | None = Field(default=None, ge=0, description="Start time in seconds.")
+    end_s: float | None = Field(default=None, gt=0, description="End time in seconds.")
+
+
+class ExplainArgs(BaseModel):
+    video: str = Field(description="Path of the video file.")
+    scene: str = Field(description="The calibrated scene (camera).")
+    event: int | None = Field(default=None, description="Explain only this event of the latest detect run.")
+
+
+class SearchArgs(BaseModel):
+    query: str = Field(description="Who or what to find, e.g. 'a man in a red jacket running'.")
+    gallery: str = Field(description="The indexed gallery to search.")
+    top_k: int = Field(default=5, ge=1, le=50, description="How many results.")
+
+
+class CalibrateArgs(BaseModel):
+    video: str = Field(description="Path of normal footage of the scene.")
+    scene: str = Field(description="Name of the scene (camera) to calibrate.")
+    end_s: float | None = Field(default=None, gt=0, description="Use the footage up to this time (seconds).")
+
+
+class SceneArgs(BaseModel):
+    scene: str = Field(description="The scene (camera).")
+
+
+class ShowRulesArgs(BaseModel):
+    scene: str = Field(description="The scene (camera).")
+    version: int | None = Field(default=None, ge=1, description="Rule version (default: the latest).")
+
+
+class RuleEditArgs(BaseModel):
+    scene: str = Field(description="The scene (camera) whose rules change.")
+    add_anomaly: list[str] = Field(default_factory=list, description="Anomaly rules to add.")
+    add_normal: list[str] = Field(default_factory=list, description="Normal rules to add.")
+    remove: list[str] = Field(default_factory=list, description="Texts of rules to remove.")
+
+
+class FrameArgs(BaseModel):
+    video: str = Field(description="Path of the video file.")
+    time_s: float = Field(ge=0, description="Time in seconds.")
+
+
+class RangeArgs(BaseModel):
+    video: str = Field(description="Path of the video file.")
+    start_s: float = Field(ge=0, description="Start time in seconds.")
+    end_s: float = Field(gt=0, description="End time in seconds.")
+
+
+class SummaryArgs(RangeArgs):
+    scene: str = Field(description="The calibrated scene (camera) of the video.")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _video(ctx: ToolContext, path: str) -> Path:
+    resolved = resolve_data_path(ctx.runtime.settings, path)
+    if not resolved.exists():
+        raise SleuthError(f"no video at {path}", hint="list_videos shows the videos in the data folders")
+    return resolved
+
+
+def _fps(video: Path) -> float:
+    from sleuth.tools.frames import FrameReader
+
+    return FrameReader(video).info.fps or 25.0
+
+
+def _frame_range(video: Path, start_s: float | None, end_s: float | None) -> tuple[float, int, int | None]:
+    fps = _fps(video)
+    start = int(round((start_s or 0.0) * fps))
+    stop = int(round(end_s * fps)) + 1 if end_s is not None else None
+    if stop is not None and stop <= start:
+        raise SleuthError(f"the range {start_s}-{end_s} s is empty", hint="give end_s after start_s")
+    return fps, start, stop
+
+
+def _write_jpeg(ctx: ToolContext, image: np.ndarray, stem: str) -> str:
+    from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
+
+    path = ctx.path(stem, ".jpg")
+    path.write_bytes(jpeg_bytes(image, quality=88, max_width=960))
+    return str(path)
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+def list_scenes(ctx: ToolContext, args: NoArgs) -> ToolOutput:
+    from sleuth.memory.scenes import SceneStore
+
+    store = SceneStore(ctx.runtime.settings)
+    lines = []
+    for scene in store.scenes():
+        profile = store.load(scene)
+        detail = "" if profile is None else \
+            f" (rules v{profile.rules_version}, calibrated on {', '.join(Path(f).name for f in profile.footage)})"
+        lines.append(f"- {scene}{detail}")
+    return ToolOutput("\n".join(lines) or "No scene is calibrated yet (calibrate one on normal footage).")
+
+
+def list_videos(ctx: ToolContext, args: VideoFolder) -> ToolOutput:
+    roots = [resolve_data_path(ctx.runtime.settings, args.folder)] if args.folder else \
+        allowed_roots(ctx.runtime.settings)
+    found: list[str] = []
+    for root in roots:
+        if root.is_file():
+            found.append(str(root))
+            continue
+        for path in sorted(root.rglob("*")) if root.is_dir() else []:
+            if path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.parts):
+                found.append(str(path))
+            if len(found) >= 40:
+                break
+    return ToolOutput("\n".join(f"- {path}" for path in found) or "No videos in the data folders.")
+
+
+def list_galleries(ctx: ToolContext, args: NoArgs) -> ToolOutput:
+    from sleuth.memory.gallery import GalleryStore
+
+    with GalleryStore(ctx.runtime.settings) as store:
+        infos = store.galleries()
+    return ToolOutput("\n".join(f"- {info.name}: {info.items} items from {', '.join(Path(v).name for v in info.videos)}"
+                                for info in infos) or "No galleries (build one with `sleuth index`).")
+
+
+def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
+    from sleuth.graphs.detect import VideoDetectConfig, detect_video
+    from sleuth.reports import write_html, write_json
+
+    video = _video(ctx, args.video)
+    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    report = detect_video(video, scene=args.scene, config=VideoDetectConfig(start=start, stop=stop),
+                          runtime=ctx.runtime, progress=ctx.progress)
+    html = ctx.path(f"detect-{video.stem}", ".html")
+    write_html(report, html)
+    write_json(report, html.with_suffix(".json"))
+    plot = ctx.path(f"scores-{video.stem}", ".png")
+    from sleuth.reports import score_plot_png
+
+    plot.write_bytes(score_plot_png(report))
+    lines = [f"detect on {video.name}, scene {args.scene}, rules v{report.rules_version}: "
+             f"{len(report.frames)} frames, {len(report.events)} event(s)."]
+    for event in report.events:
+        rules = "; ".join(event.broken_rules) or "no rule named"
+        lines.append(f"- event {event.id}: {_clock(event.start_s)}-{_clock(event.end_s)} (frames {event.start_frame}-"
+                     f"{event.end_frame}), peak {event.peak_score:.2f} at {_clock(event.peak_s)} (frame "
+                     f"{event.peak_frame}); rules: {rules}; {event.reason or ''}")
+    return ToolOutput("\n".join(lines), [str(plot), str(html)])
+
+
+def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
+    from sleuth.graphs.explain import explain_video
+
+    video = _video(ctx, args.video)
+    events = None
+    scores = None
+    start, stop = 0, None
+    if args.event is not None:
+        from sleuth.reports import load_report
+
+        reports = sorted(ctx.files_dir.glob(f"detect-{video.stem}-*.json"), key=lambda p: p.stat().st_mtime)
+        if not reports:
+            raise SleuthError(f"no detect result for {video.name} in this conversation",
+                              hint="run detect on the video first")
+        report = load_report(reports[-1])
+        events = [event for event in report.events if event.id == args.event]
+        if not events:
+            raise SleuthError(f"the latest detect of {video.name} has no event {args.event}",
+                              hint=f"events: {', '.join(str(e.id) for e in report.events) or 'none'}")
+        scores = [frame.score for frame in report.frames]
+        start, stop = report.frames[0].index, report.frames[-1].index + 1
+    result = explain_video(video, scene=args.scene, scores=scores, events=events, start=start, stop=stop,
+                           runtime=ctx.runtime, progress=ctx.progress)
+    lines = []
+    for judgment in [*result.events, *([result.video_judgment] if result.video_judgment else [])]:
+        verdict = "ANOMALOUS" if judgment.anomalous else "normal"
+        frames = ", ".join(str(frame) for frame in judgment.frames[:8])
+        lines.append(f"- {judgment.level} {_clock(judgment.start_s)}-{_clock(judgment.end_s)} (frames {frames}): "
+                     f"{verdict}. {judgment.judgment} {judgment.description}")
+    return ToolOutput("\n".join(lines) or "No judgment was made.")
+
+
+def search(ctx: ToolContext, args: SearchArgs) -> ToolOutput:
+    from sleuth.graphs.search import SearchConfig
+    from sleuth.graphs.search import search as run_search
+    from sleuth.reports.search import write_search_html
+
+    result = run_search(args.query, args.gallery, runtime=ctx.runtime, config=SearchConfig(top_k=args.top_k))
+    page = write_search_html(result, ctx.path("search", ".html"))
+    lines = [f"search '{result.query}' in {args.gallery}: {len(result.results)} results"]
+    for number, entry in enumerate(result.results, 1):
+        item = entry.item
+        lines.append(f"{number}. {Path(item.video).name} frame {item.frame} at {_clock(item.time_s)} ({item.kind}), "
+                     f"score {entry.score:.3f}: {item.caption}")
+    files = [str(page)]
+    if result.results:
+        from sleuth.memory.gallery import item_image
+
+        try:
+            files.insert(0, _write_jpeg(ctx, item_image(result.results[0].item), "search-top"))
+        except SleuthError:
+            pass
+    return ToolOutput("\n".join(lines), files)
+
+
+def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
+    from sleuth.graphs.calibrate import CalibrateConfig
+    from sleuth.graphs.calibrate import calibrate as run_calibrate
+
+    video = _video(ctx, args.video)
+    _, _, stop = _frame_range(video, None, args.end_s)
+    result = run_calibrate([video], scene=args.scene, config=CalibrateConfig(stop=stop), runtime=ctx.runtime,
+                           progress=ctx.progress)
+    return ToolOutput(f"scene {args.scene} calibrated on {result.frames} frames of {video.name}; rules "
+                      f"v{result.rules_version}: anomaly: {'; '.join(result.anomaly_rules) or 'none'}; normal: "
+                      f"{'; '.join(result.normal_rules) or 'none'}")
+
+
+def list_rules(ctx: ToolContext, args: SceneArgs) -> ToolOutput:
+    versions = ctx.runtime.memory.versions(args.scene)
+    return ToolOutput("\n".join(f"- v{v.version} ({v.source}, {v.created}): {v.n_anomaly} anomaly and {v.n_normal} "
+                                f"normal rules {v.note}".rstrip() for v in versions))
+
+
+def show_rules(ctx: ToolContext, args: ShowRulesArgs) -> ToolOutput:
+    memory = ctx.runtime.memory
+    version = args.version or memory.latest_version(args.scene)
+    ruleset = memory.get(args.scene, version)
+    lines = [f"rules of {args.scene}, v{version}:"]
+    lines += [f"- {rule.kind}: {rule.text}" for rule in ruleset.rules]
+    return ToolOutput("\n".join(lines))
+
+
+def propose_rule_edit(ctx: ToolContext, args: RuleEditArgs) -> ToolOutput:
+    from sleuth.agents.schemas import Rule
+
+    memory = ctx.runtime.memory
+    current = memory.latest(args.scene)
+    if current is None:
+        raise SleuthError(f"scene '{args.scene}' has no rules yet", hint="calibrate the scene first")
+    removed = {text.strip().lower().rstrip(".") for text in args.remove}
+    rules = [rule for rule in current.rules if rule.text.lower() not in removed]
+    rules += [Rule(text=text, kind="anomaly") for text in args.add_anomaly]
+    rules += [Rule(text=text, kind="normal") for text in args.add_normal]
+    version = memory.save(current.model_copy(update={"rules": rules, "version": 0}), source="user",
+                          note="edited in chat")
+    diff = memory.diff(args.scene, current.version, version)
+    return ToolOutput(f"saved rules v{version} of {args.scene} (was v{current.version}):\n" +
+                      ("\n".join(diff.lines()) or "no change"))
+
+
+def show_frame(ctx: ToolContext, args: FrameArgs) -> ToolOutput:
+    from sleuth.tools.frames import FrameReader
+
+    video = _video(ctx, args.video)
+    index = int(round(args.time_s * _fps(video)))
+    frames = FrameReader(video, start=index, stop=index + 1).read()
+    if not frames:
+        raise SleuthError(f"{video.name} has no frame at {args.time_s} s", hint="pick a time inside the video")
+    path = _write_jpeg(ctx, frames[0].image, f"frame-{video.stem}-{index}")
+    return ToolOutput(f"frame {index} of {video.name} at {_clock(frames[0].time_s)} written to {path}", [path])
+
+
+def show_clip(ctx: ToolContext, args: RangeArgs) -> ToolOutput:
+    from sleuth.tools.frames import FrameReader
+
+    video = _video(ctx, args.video)
+    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    frames = FrameReader(video, start=start, stop=stop).read()
+    if not frames:
+        raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
+    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(8, len(frames)))]
+    sheet = contact_sheet([frame.image for frame in picks], [f"{_clock(f.time_s)} #{f.index}" for f in picks])
+    path = _write_jpeg(ctx, sheet, f"clip-{video.stem}-{start}")
+    listed = ", ".join(f"frame {f.index} ({_clock(f.time_s)})" for f in picks)
+    return ToolOutput(f"contact sheet of {video.name} {_clock(args.start_s)}-{_clock(args.end_s)} written to "
+                      f"{path}: {listed}", [path])
+
+
+def summarise_range(ctx: ToolContext, args: SummaryArgs) -> ToolOutput:
+    from sleuth.tools.frames import FrameReader
+
+    video = _video(ctx, args.video)
+    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    frames = FrameReader(video, start=start, stop=stop).read()
+    if not frames:
+        raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
+    tools = ctx.runtime.toolset()
+    scores = tools.proposer(args.scene).score(frames).unit_scores()
+    peak = int(np.argmax(scores))
+    picks = sorted({0, peak, len(frames) - 1})
+    captions = tools.captioner.caption(frames)
+    lines = [f"{video.name} {_clock(frames[0].time_s)}-{_clock(frames[-1].time_s)} ({len(frames)} frames), scene "
+             f"{args.scene}: anomaly score mean {float(np.mean(scores)):.2f}, max {float(scores[peak]):.2f} at "
+             f"{_clock(frames[peak].time_s)} (frame {frames[peak].index}); "
+             f"{int(np.sum(scores >= 0.5))} frames above the alarm threshold 0.5."]
+    lines += [f"- frame {frames[i].index} ({_clock(frames[i].time_s)}): {captions[i]}" for i in picks]
+    plot = ctx.path(f"range-{video.stem}-{start}", ".png")
+    plot.write_bytes(range_plot([f.time_s for f in frames], scores))
+    return ToolOutput("\n".join(lines), [str(plot)])
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[str], width: int = 240) -> np.ndarray:
+    """Images in a 4-wide grid, each scaled to ``width`` and labelled."""
+    import cv2
+
+    tiles = []
+    for image, label in zip(images, labels, strict=True):
+        height = max(1, int(image.shape[0] * width / image.shape[1]))
+        tile = cv2.resize(image, (width, height))
+        cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    height = max(tile.shape[0] for tile in tiles)
+    tiles = [np.pad(tile, ((0, height - tile.shape[0]), (0, 0), (0, 0))) for tile in tiles]
+    while len(tiles) % 4:
+        tiles.append(np.zeros_like(tiles[0]))
+    rows = [np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, len(tiles), 4)]
+    return np.concatenate(rows, axis=0)
+
+
+def range_plot(times: list[float], scores: np.ndarray) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 2.4), dpi=100)
+    axis.plot(times, scores, color="#2563eb")
+    axis.axhline(0.5, color="#c62828", linestyle="--", linewidth=1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("time (s)")
+    axis.set_ylabel("anomaly score")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
+    Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes),
+    Tool("list_videos", "List the video files in the data folders.", VideoFolder, list_videos),
+    Tool("list_galleries", "List the galleries that text search can search.", NoArgs, list_galleries),
+    Tool("detect", "Detect anomalies in a video of a calibrated scene: events with times, frames, broken rules "
+         "and reasons, a score plot and a report.", DetectArgs, detect, confirm=True),
+    Tool("explain", "Explain what happens in a video (or one event of its latest detect run) and whether it is "
+         "anomalous, at clip, event and video level.", ExplainArgs, explain, confirm=True),
+    Tool("search", "Find people or events in an indexed gallery by a text description.", SearchArgs, search),
+    Tool("calibrate", "Learn what is normal for a scene from normal footage (trains the proposer, induces rules).",
+         CalibrateArgs, calibrate, confirm=True),
+    Tool("list_rules", "List the stored rule versions of a scene.", SceneArgs, list_rules),
+    Tool("show_rules", "Show the rules of a scene (the latest version, or a given one).", ShowRulesArgs, show_rules),
+    Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms.",
+         RuleEditArgs, propose_rule_edit, confirm=True),
+    Tool("show_frame", "Show one frame of a video at a time in seconds (writes an image).", FrameArgs, show_frame),
+    Tool("show_clip", "Show a stretch of a video as a contact sheet of frames (writes an image).", RangeArgs,
+         show_clip),
+    Tool("summarise_range", "Summarise a time range of a video: anomaly scores, the peak, and what is seen.",
+         SummaryArgs, summarise_range),
+]}

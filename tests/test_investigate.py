@@ -1,0 +1,165 @@
+"""The investigate agent: tool calls, confirmations with interrupt(), persistent threads, ``sleuth chat``.
+
+The LLM is a scripted endpoint (control flow only) that answers from the conversation so far; the
+tools are real (frame reader, rule memory in Qdrant local mode, SQLite checkpointer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sleuth.agents.schemas import Rule, RuleSet
+from sleuth.config import load_settings
+from sleuth.graphs.investigate import Investigator, first_tool_call
+from sleuth.graphs.runtime import Runtime
+from sleuth.llm.gateway import Gateway
+from sleuth.tools.toolset import InProcessTools
+
+from tests.conftest import HashEmbedder, ScriptedOpenAI
+from tests.synthetic_video import RED, Mover, render, write_video
+
+
+def _call(name: str, **arguments: Any) -> str:
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+class Script:
+    """Answers in order per conversation stage: the first reply when the last message is the
+    person's, the second after a tool result, ..."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, None]:
+        messages = body["messages"]
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        rounds = sum(1 for m in messages[last_user:] if m["role"] == "tool")
+        return self.replies[min(rounds, len(self.replies) - 1)], None
+
+
+@pytest.fixture
+def setup(scripted_openai: ScriptedOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    video = write_video(videos / "gate.mp4", render([Mover(0, 10, 16, 40, vx=30.0, colour=RED)], n_frames=30))
+    monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLEUTH_DATA_DIRS", json.dumps([str(videos)]))
+    settings = load_settings()
+    embedder = HashEmbedder()
+    runtime = Runtime(settings=settings, gateway=Gateway(settings), embedder=embedder,
+                      tools=InProcessTools(settings, embedder=embedder),
+                      checkpoint_path=tmp_path / "data" / "checkpoints.sqlite")
+    runtime.memory.save(RuleSet(scene="gate", rules=[Rule(text="Walking on the path", kind="normal"),
+                                                     Rule(text="Riding a bicycle", kind="anomaly")]))
+    yield {"runtime": runtime, "video": video, "script": scripted_openai, "tmp": tmp_path}
+    runtime.close()
+
+
+def _events(events: Any) -> list[Any]:
+    return list(events)
+
+
+def test_a_tool_call_runs_the_tool_and_the_answer_streams_with_its_files(setup: dict[str, Any]) -> None:
+    setup["script"].responder = Script(_call("show_frame", video=str(setup["video"]), time_s=1.0),
+                                       "Frame 10 at 0:01.0 shows the red walker; see the image.")
+    agent = Investigator(setup["runtime"], context="Scenes: gate")
+    events = _events(agent.send("t1", "show me the frame at one second of gate.mp4"))
+    kinds = [event.type for event in events]
+    assert kinds[0] == "tool_start" and "tool_end" in kinds and kinds[-1] == "answer"
+    assert "token" in kinds  # the answer streamed before the final event
+    tool_end = next(event for event in events if event.type == "tool_end")
+    image = Path(tool_end.files[0])
+    assert image.suffix == ".jpg" and image.stat().st_size > 500 and "frame 10" in (tool_end.result or "")
+    answer = events[-1]
+    assert answer.text.startswith("Frame 10") and answer.files == tool_end.files
+    assert "".join(event.text for event in events if event.type == "token") == answer.text
+    # the model saw the tool's result, with the frame number and the file, on its second call
+    second = setup["script"].requests[-1]["messages"]
+    assert any(m["role"] == "tool" and "frame 10" in m["content"] and str(image) in m["content"] for m in second)
+
+
+def test_a_state_changing_tool_waits_for_approval_and_declining_does_not_run_it(setup: dict[str, Any]) -> None:
+    runtime = setup["runtime"]
+    setup["script"].responder = Script(_call("propose_rule_edit", scene="gate", add_anomaly=["Climbing the fence"]),
+                                       "Not saved, as you asked.")
+    agent = Investigator(runtime, context="Scenes: gate")
+    events = _events(agent.send("t2", "add a rule: climbing the fence is an anomaly"))
+    assert events[-1].type == "interrupt" and events[-1].tool == "propose_rule_edit"
+    assert "Climbing the fence" in events[-1].text and agent.pending("t2") is not None
+    assert runtime.memory.latest_version("gate") == 1  # nothing saved yet
+    refused = _events(agent.send("t2", "hello?"))
+    assert refused[-1].type == "error" and "confirmation" in refused[-1].text
+    declined = _events(agent.resume("t2", approved=False))
+    assert declined[-1].type == "answer" and declined[-1].text == "Not saved, as you asked."
+    assert runtime.memory.latest_version("gate") == 1 and agent.pending("t2") is None
+    assert not any(event.type == "tool_start" for event in declined)
+
+
+def test_approving_runs_the_tool_once_and_the_thread_survives_a_new_process(setup: dict[str, Any]) -> None:
+    runtime = setup["runtime"]
+    setup["script"].responder = Script(_call("propose_rule_edit", scene="gate", add_anomaly=["Climbing the fence"]),
+                                       "Saved rules v2 of gate: + anomaly: Climbing the fence.")
+    agent = Investigator(runtime, context="Scenes: gate")
+    assert _events(agent.send("t3", "add the fence rule"))[-1].type == "interrupt"
+    approved = _events(agent.resume("t3", approved=True))
+    assert [e.type for e in approved if e.type.startswith("tool")] == ["tool_start", "tool_end"]
+    assert approved[-1].type == "answer" and runtime.memory.latest_version("gate") == 2
+    assert "Climbing the fence" in [rule.text for rule in runtime.memory.latest("gate").rules]  # type: ignore[union-attr]
+    # a new Investigator over the same SQLite file (a later `sleuth chat --thread t3`) sees the thread
+    again = Investigator(runtime, context="Scenes: gate")
+    history = again.history("t3")
+    assert [m["role"] for m in history] == ["user", "tool", "assistant"]
+    assert history[0]["content"] == "add the fence rule" and "saved rules v2" in history[1]["content"]
+
+
+def test_bad_paths_and_bad_arguments_go_back_to_the_model_as_errors(setup: dict[str, Any]) -> None:
+    outside = setup["tmp"] / "secret.mp4"
+    outside.write_bytes(b"x")
+    setup["script"].responder = Script(_call("show_frame", video=str(outside), time_s=0),
+                                       _call("show_frame", video=str(setup["video"]), time_s="soon"),
+                                       "Sorry, I cannot read that file.")
+    events = _events(Investigator(setup["runtime"], context="").send("t4", "show secret.mp4"))
+    results = [event.result for event in events if event.type == "tool_end"]
+    assert results and "outside the data folders" in results[0]
+    messages = setup["script"].requests[-1]["messages"]
+    assert any(m["role"] == "tool" and "bad arguments for show_frame: time_s" in m["content"] for m in messages)
+    assert events[-1].type == "answer" and events[-1].text == "Sorry, I cannot read that file."
+
+
+def test_a_repeated_call_makes_the_model_answer_and_an_empty_answer_shows_the_tool_results(
+        setup: dict[str, Any]) -> None:
+    call = _call("list_rules", scene="gate")
+    setup["script"].responder = Script(call, call, call)  # a small model that loops, then says nothing useful
+    events = _events(Investigator(setup["runtime"], context="").send("t5", "which rule versions does gate have?"))
+    assert sum(event.type == "tool_start" for event in events) == 1
+    answer = events[-1]
+    assert answer.type == "answer" and "v1" in answer.text and "list_rules" in answer.text
+
+
+def test_first_tool_call_reports_the_choice_without_running_it(setup: dict[str, Any]) -> None:
+    setup["script"].responder = Script(_call("search", query="a man running", gallery="campus", top_k=5))
+    name, arguments, ttft, seconds = first_tool_call("find a man running", runtime=setup["runtime"],
+                                                     context="Galleries: campus")
+    assert name == "search" and arguments == {"query": "a man running", "gallery": "campus", "top_k": 5}
+    assert ttft is not None and seconds >= ttft
+    tools = {tool["function"]["name"] for tool in setup["script"].requests[0]["tools"]}
+    assert {"detect", "explain", "search", "calibrate", "propose_rule_edit", "show_frame", "summarise_range"} <= tools
+
+
+def test_cli_chat_streams_asks_and_resumes(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleuth.cli.main import app
+    from typer.testing import CliRunner
+
+    setup["runtime"].close()  # the CLI opens the rule memory itself
+    embedder = HashEmbedder()
+    monkeypatch.setattr("sleuth.graphs.runtime.open_tools",
+                        lambda settings, **_: InProcessTools(settings, embedder=embedder))
+    setup["script"].responder = Script(_call("propose_rule_edit", scene="gate", add_normal=["Standing by the gate"]),
+                                       "Saved v2.")
+    result = CliRunner().invoke(app, ["chat", "add a normal rule", "--thread", "cli1"], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Run propose_rule_edit(" in result.output and "→ propose_rule_edit" in result.output
+    assert "sleuth> Saved v2." in result.output and "thread cli1" in result.output
