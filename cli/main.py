@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sleuth.cli.chat import chat
+from sleuth.cli.eval_agent import eval_agent
 from sleuth.cli.eval_captions import eval_captions
 from sleuth.cli.eval_search import eval_search
 from sleuth.cli.explain import explain
@@ -37,6 +38,7 @@ eval_app = typer.Typer(help="Benchmarks and evaluations (accuracy and cost).", n
 app.add_typer(eval_app, name="eval")
 eval_app.command("captions")(eval_captions)
 eval_app.command("search")(eval_search)
+eval_app.command("agent")(eval_agent)
 app.add_typer(rules_app, name="rules")
 calibrate_app.callback(invoke_without_command=True)(calibrate_scene)
 app.add_typer(calibrate_app, name="calibrate")

@@ -1,0 +1,39 @@
+"""``sleuth eval agent``: tool-choice accuracy and first-token latency of the investigate agent
+(sleuth.evals.agent_bench)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sleuth.cli.runner import err, request
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def eval_agent(
+    output: Annotated[Path, typer.Option(help="Output folder for agent_bench.json and .md.")] = Path("results/agent"),
+    model: Annotated[str | None, typer.Option(
+        help="LLM of the agent, e.g. a packaged model name (default: the configured llm.model).")] = None,
+    question: Annotated[list[str] | None, typer.Option(
+        "--question", help="Only this question id of evals/agent_questions.json (repeatable).")] = None,
+) -> None:
+    """Ask the agent 40 analyst questions for its first step: right tool, right arguments, latency."""
+    from sleuth.evals.agent_bench import latency_line, run_agent_benchmark, summary_rows
+
+    with request("eval agent") as settings:
+        result = run_agent_benchmark(output, settings=settings, model=model, questions=question, progress=err.print)
+
+    table = Table(title=f"agent tool choice · {result.model} · {result.questions} questions", box=None,
+                  header_style="bold", title_justify="left")
+    for column in ("expected tool", "questions", "tool (%)", "arguments (%)", "called instead"):
+        table.add_column(column, justify="right" if column in ("questions", "tool (%)", "arguments (%)") else "left")
+    for row in summary_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    err.print(f"{latency_line(result)}; no-tool questions right {result.no_tool_correct}/{result.no_tool_questions}, "
+              f"no call where one was expected {result.missed_calls}, errors {result.errors}; wrote "
+              f"{result.outputs['result']} and {result.outputs['table']}")
