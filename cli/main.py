@@ -26,6 +26,7 @@ from sleuth.cli.rules import rules_app
 from sleuth.cli.runner import err, fail, request
 from sleuth.cli.search import search
 from sleuth.cli.serve import serve_app
+from sleuth.cli.ui import ui
 
 app = typer.Typer(
     name="sleuth",
@@ -50,6 +51,7 @@ app.command("index")(index)
 app.command("galleries")(galleries)
 app.command("search")(search)
 app.command("chat")(chat)
+app.command("ui")(ui)
 app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
 

@@ -25,6 +25,17 @@ if [ -z "$python" ]; then
   exit 1
 fi
 
+# The web chat's browser test (tests/test_webchat.py) drives Debian's chromium through Playwright;
+# Playwright's own browser download is never used. Installed here when missing and we may (root + apt);
+# elsewhere the browser test skips and says why.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing chromium with apt-get (for the browser test)" >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           chromium fonts-liberation; } >/tmp/sleuth-setup-apt.log 2>&1; then
+    echo "setup: could not install chromium (see /tmp/sleuth-setup-apt.log); the browser test will skip" >&2
+  fi
+fi
+
 if nvidia-smi -L >/dev/null 2>&1; then gpu=1; torch_spec="torch==2.13.0"; else gpu=0; torch_spec="torch==2.13.0+cpu"; fi
 
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) extras=$extras gpu=$gpu"

@@ -1,0 +1,45 @@
+"""``sleuth ui``: the investigate agent as a chat in the browser (Gradio, served from this machine).
+
+Prints the local address and serves until Ctrl-C. Nothing is fetched from the internet; the
+page works offline. Each browser tab keeps its own thread (``?thread=ID`` reopens one).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sleuth.cli.runner import err, request
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def ui(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: reachable from other machines).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    model: Annotated[str | None, typer.Option(help="LLM (e.g. qwen2.5-coder-1.5b); default: configured.")] = None,
+) -> None:
+    """Chat with the investigate agent in the browser: streaming answers, tool steps, frames inline, video upload."""
+    from sleuth.graphs.runtime import Runtime
+    from sleuth.serve.webchat import ChatSession, launch_ui
+
+    runtimes: list[Runtime] = []
+
+    def investigator() -> ChatSession:  # made on the first page load, closed on exit
+        from sleuth.graphs.investigate import Investigator
+
+        runtimes.append(Runtime.from_settings(settings, model=model))
+        return Investigator(runtimes[-1])
+
+    with request("ui") as settings:
+        demo = launch_ui(settings, host=host, port=port, investigator_factory=investigator)
+    out.print(f"Sleuth web chat: {demo.local_url}")
+    err.print("[dim]Ctrl-C to stop[/]")
+    try:
+        demo.block_thread()  # returns on Ctrl-C
+    finally:
+        demo.close()
+        for runtime in runtimes:
+            runtime.close()
