@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sleuth.cli.api import api
 from sleuth.cli.chat import chat
 from sleuth.cli.eval_agent import eval_agent
 from sleuth.cli.eval_captions import eval_captions
@@ -52,6 +53,7 @@ app.command("galleries")(galleries)
 app.command("search")(search)
 app.command("chat")(chat)
 app.command("ui")(ui)
+serve_app.command("api")(api)
 app.add_typer(serve_app, name="serve")
 out = Console(highlight=False, soft_wrap=True)
 
