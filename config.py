@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    checkpoint_url: str | None = Field(
+        default=None, description="postgresql://user:password@host/db keeps chat threads and graph checkpoints in "
+        "Postgres (pip install 'sleuth[postgres]'); None: SQLite in <data_dir>/checkpoints.sqlite.",
+    )
     data_dirs: list[Path] = Field(
         default_factory=list, description="Folders of footage and datasets Sleuth may read."
     )

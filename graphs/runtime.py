@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.config import Settings, load_settings
+from sleuth.errors import ConfigError
 from sleuth.llm.gateway import Gateway
 from sleuth.tools.toolset import Embedder, ToolSet, open_tools
 
@@ -60,8 +61,11 @@ class Runtime:
 
     @property
     def checkpointer(self) -> Any:
-        """A LangGraph SQLite checkpointer (None when checkpoint_path is None)."""
+        """The LangGraph checkpointer: Postgres at ``settings.checkpoint_url``, else SQLite at
+        ``checkpoint_path`` (None when both are unset)."""
         with self._lock:
+            if self._checkpointer is None and self.settings.checkpoint_url and self.checkpoint_path is not None:
+                self._checkpointer = postgres_checkpointer(self.settings.checkpoint_url)
             if self._checkpointer is None and self.checkpoint_path is not None:
                 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -74,3 +78,24 @@ class Runtime:
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+
+
+def postgres_checkpointer(url: str) -> Any:
+    """A ``PostgresSaver`` on one autocommit connection, its tables created on first use."""
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise ConfigError("checkpoint_url names Postgres, but its driver is not installed",
+                          hint="pip install 'sleuth[postgres]' (langgraph-checkpoint-postgres, psycopg)") from None
+    try:
+        connection = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
+                                     connect_timeout=5)
+    except psycopg.Error as exc:
+        where = url.split("@")[-1]  # never print the password
+        raise ConfigError(f"cannot connect to Postgres at {where}: {str(exc).strip().splitlines()[0][:160]}",
+                          hint="check checkpoint_url (SLEUTH_CHECKPOINT_URL) and that the server runs") from None
+    saver = PostgresSaver(connection)
+    saver.setup()
+    return saver

@@ -163,3 +163,66 @@ def test_cli_chat_streams_asks_and_resumes(setup: dict[str, Any], monkeypatch: p
     assert result.exit_code == 0, result.output
     assert "Run propose_rule_edit(" in result.output and "→ propose_rule_edit" in result.output
     assert "sleuth> Saved v2." in result.output and "thread cli1" in result.output
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh database on the machine's Debian Postgres cluster (started when it is down)."""
+    import shutil
+    import subprocess
+    import uuid
+
+    if not shutil.which("pg_ctlcluster") or not shutil.which("pg_lsclusters"):
+        pytest.skip("no Debian Postgres here (apt-get install postgresql)")
+    clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout.split()
+    if len(clusters) < 4:
+        pytest.skip("no Postgres cluster here")
+    version, name, port, status = clusters[:4]
+    if status != "online":
+        subprocess.run(["pg_ctlcluster", version, name, "start"], check=True, capture_output=True)
+    database = f"sleuth_test_{uuid.uuid4().hex[:8]}"
+
+    def psql(sql: str) -> None:  # as the cluster's superuser, SQL on stdin (no shell quoting)
+        subprocess.run(["su", "postgres", "-c", f"psql -q -v ON_ERROR_STOP=1 -p {port}"], input=sql, text=True,
+                       check=True, capture_output=True)
+
+    psql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sleuth_test') THEN "
+         "CREATE ROLE sleuth_test LOGIN PASSWORD 'sleuth_test'; END IF; END $$;\n"
+         f"CREATE DATABASE {database} OWNER sleuth_test;\n")
+    yield f"postgresql://sleuth_test:sleuth_test@127.0.0.1:{port}/{database}"
+    psql(f"DROP DATABASE {database} WITH (FORCE);\n")
+
+
+@pytest.mark.slow
+def test_threads_and_pending_confirmations_persist_in_postgres(setup: dict[str, Any], postgres_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLEUTH_CHECKPOINT_URL", postgres_url)
+    settings = load_settings()
+    setup["script"].responder = Script(_call("propose_rule_edit", scene="gate", add_anomaly=["Climbing the fence"]),
+                                       "Saved.")
+    first = Runtime(settings=settings, gateway=Gateway(settings), embedder=setup["runtime"].embedder,
+                    tools=setup["runtime"].tools, checkpoint_path=setup["tmp"] / "unused.sqlite")
+    first._memory = setup["runtime"].memory
+    assert type(first.checkpointer).__name__ == "PostgresSaver"
+    assert list(Investigator(first, context="").send("pg1", "add the fence rule"))[-1].type == "interrupt"
+    # a second runtime (another process, another connection) finds the thread and its pending question
+    second = Runtime(settings=settings, gateway=Gateway(settings), embedder=setup["runtime"].embedder,
+                     tools=setup["runtime"].tools, checkpoint_path=setup["tmp"] / "unused.sqlite")
+    second._memory = setup["runtime"].memory
+    again = Investigator(second, context="")
+    assert again.pending("pg1") is not None and again.pending("pg1").tool == "propose_rule_edit"  # type: ignore[union-attr]
+    assert list(again.resume("pg1", approved=True))[-1].text == "Saved."
+    assert [m["role"] for m in again.history("pg1")] == ["user", "tool", "assistant"]
+    assert not (setup["tmp"] / "unused.sqlite").exists()
+
+
+def test_an_unreachable_postgres_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from sleuth.errors import ConfigError
+
+    monkeypatch.setenv("SLEUTH_CHECKPOINT_URL", "postgresql://u:secret@127.0.0.1:1/db")
+    settings = load_settings()
+    runtime = Runtime(settings=settings, gateway=Gateway(settings), embedder=HashEmbedder(),
+                      checkpoint_path=tmp_path / "c.sqlite")
+    with pytest.raises(ConfigError, match="cannot connect to Postgres at 127.0.0.1:1/db") as caught:
+        _ = runtime.checkpointer
+    assert "secret" not in caught.value.one_line()
