@@ -7,11 +7,7 @@ the default host is loopback and a warning is printed; set the key before bindin
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
-import signal
-import time
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -56,46 +52,17 @@ def _loopback(host: str) -> bool:
 
 
 def _serve_on_ray(host: str, port: int) -> None:
-    import ray as ray_module
     from ray import serve
+    from sleuth.cli.serve import _serve_until_interrupted, _start_ray
     from sleuth.serve.api_ingress import APP_NAME, build_api_app
     from sleuth.serve.app import wait_until_ready
-    from sleuth.serve.handles import connect
 
     with request("serve api --ray") as settings:
-        owned = False
-        try:
-            connect(settings.tools.ray_address or "auto")
-            where = "joined Ray"
-        except ConnectionError:
-            if settings.tools.ray_address:
-                from sleuth.errors import SleuthError
-
-                raise SleuthError(f"no Ray cluster answered at {settings.tools.ray_address}",
-                                  hint="start it, or unset tools.ray_address to run Ray in this process") from None
-            ray_module.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                            logging_level=logging.ERROR)
-            owned, where = True, "started Ray in this process"
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        owned, where = _start_ray(settings.tools.ray_address, detach=False)
         err.print(f"[dim]{where}; deploying '{APP_NAME}'...[/]")
         serve.start(http_options={"host": host, "port": port})
         args = {"settings": settings.model_dump(mode="json", exclude_unset=True)}
         serve.run(build_api_app(args), name=APP_NAME, route_prefix="/", blocking=False)
         wait_until_ready(APP_NAME, timeout_s=120)
     out.print(f"'{APP_NAME}' on http://{host}:{port}/v1 (docs: /docs); Ctrl-C to stop")
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        err.print("[dim]stopping...[/]")
-    if owned:
-        ray_module.shutdown()
-    else:
-        serve.delete(APP_NAME)
-    out.print(f"'{APP_NAME}' stopped")
+    _serve_until_interrupted(APP_NAME, shutdown_cluster=owned)

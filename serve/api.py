@@ -39,6 +39,7 @@ from sleuth import __version__
 from sleuth.config import Settings, load_settings
 from sleuth.datapaths import resolve_data_path, uploads_dir
 from sleuth.errors import SleuthError
+from sleuth.graphs.investigate.session import ChatEvent
 from sleuth.serve.jobs import DetectJobRequest, Job, JobNotDone, JobNotFound, JobStatus, JobStore
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -173,17 +174,7 @@ class ConfirmRequest(BaseModel):
     approved: bool
 
 
-class ChatEventOut(BaseModel):
-    """One server-sent event of a chat stream (``event:`` is its type, ``data:`` this object as JSON)."""
-
-    type: Literal["token", "tool_start", "tool_end", "progress", "interrupt", "answer", "error"]
-    thread_id: str
-    text: str = ""
-    tool: str | None = None
-    args: dict[str, Any] | None = None
-    result: str | None = None
-    files: list[str] = Field(default_factory=list, description="Server paths; fetch them with GET /v1/files.")
-    progress: dict[str, Any] | None = None
+ChatEventOut = ChatEvent  # one server-sent event of a chat stream (``event:`` its type, ``data:`` it as JSON)
 
 
 class ChatHistory(BaseModel):
