@@ -83,7 +83,11 @@ def _render(events: Iterator[object]) -> object | None:
             err.print(f"[cyan]  → {event.tool}({escape(json.dumps(event.args))})[/]")
         elif event.type == "progress" and event.progress:
             step = event.progress
-            err.print(f"[dim]    {step['stage']} {step['done']}/{step['total']}[/]", end="\r")
+            finished = step["done"] >= step["total"]
+            if err.is_terminal:  # one line that updates in place
+                err.print(f"[dim]    {step['stage']} {step['done']}/{step['total']}[/]", end="\n" if finished else "\r")
+            elif finished:  # logs and pipes: a line per finished stage
+                err.print(f"[dim]    {step['stage']} {step['done']}/{step['total']}[/]")
         elif event.type == "tool_end":
             first = (event.result or "").splitlines()[0][:160] if event.result else ""
             err.print(f"[cyan]  ← {event.tool}: {escape(first)}[/]")

@@ -79,10 +79,6 @@ def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools
     return result
 
 
-AFTER_TOOLS = ("The tool results are above. If they answer the question, answer now in plain text, citing frame "
-               "numbers, times and the files written; call another tool only if you need more.")
-
-
 def current_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages since the person's last one."""
     for position in range(len(messages) - 1, -1, -1):
@@ -116,8 +112,6 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
         writer = get_stream_writer()
         turn = current_turn(state["messages"])
         messages = [system_message(context()), *state["messages"]]
-        if turn and turn[-1]["role"] == "tool":
-            messages.append({"role": "system", "content": AFTER_TOOLS})
         tools = tool_schemas() if state.get("steps", 0) < config.max_steps else None
 
         def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
