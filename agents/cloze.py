@@ -39,9 +39,12 @@ COLOUR_FAMILY = {
     "turquoise": "blue", "purple": "purple", "violet": "purple", "pink": "pink", "brown": "brown", "tan": "brown",
     "beige": "brown", "khaki": "brown", "black": "dark", "dark": "dark", "white": "light", "light": "light",
     "grey": "grey", "gray": "grey", "silver": "grey", "scarlet": "red", "burgundy": "red", "teal": "blue",
-    "indigo": "blue", "magenta": "pink", "lime": "green", "cream": "light", "ivory": "light",
+    "indigo": "blue", "magenta": "pink", "lime": "green", "cream": "light", "ivory": "light", "charcoal": "dark",
 }
 COLOURS = frozenset(COLOUR_FAMILY) - {"dark", "light"}  # words masked as colours in a query
+# Words a small model marks as verbs although they never are (it copies the examples' slot pattern).
+FUNCTION_WORDS = frozenset("a an the on at near in into onto to of with without down up by from over under behind "
+                           "across along past toward towards through around beside between and or but while".split())
 AUXILIARIES = frozenset("is are was were be been being am has have had do does did".split())
 MODALS = frozenset("can could may might must shall should will would".split())
 # The lexicon fallback's action verbs (besides -ing forms): common surveillance actions and their forms.
@@ -126,12 +129,15 @@ def lexicon_cloze(query: str) -> Cloze:
 
 
 def with_lexicon(words: Sequence[re.Match[str]], labels: Mapping[int, SlotKind]) -> dict[int, SlotKind]:
-    """``labels`` with auxiliaries/modals unmasked and lexicon colours and action verbs masked."""
+    """``labels`` with auxiliaries, modals, function words and non-colours unmasked, and lexicon colours and
+    action verbs masked."""
     result = dict(labels)
     for position, match in enumerate(words):
         word = match.group().lower()
-        if result.get(position) == "VERB" and (word in AUXILIARIES or word in MODALS):
-            del result[position]  # auxiliaries and modals stay
+        if result.get(position) == "VERB" and (word in AUXILIARIES or word in MODALS or word in FUNCTION_WORDS):
+            del result[position]  # auxiliaries and modals stay; prepositions and articles are no verbs
+        if result.get(position) == "COLOR" and word not in COLOUR_FAMILY:
+            del result[position]  # a small model marks nouns ("dog", "walkway") as colours
         if word in COLOURS:
             result[position] = "COLOR"
         elif position not in result and _looks_like_action(word):
@@ -208,8 +214,18 @@ def complete_cloze(cloze: Cloze, item_id: str, *, gateway: Gateway, description:
         except StructuredOutputError as exc:
             return Completion(item_id=item_id, fills={slot.name: UNKNOWN for slot in cloze.slots}, source=source,
                               evidence=description, error=exc.errors[:200])
-    fills = {slot.name: one_word(str(answer.get(slot.name, ""))) for slot in cloze.slots}
+    fills = {slot.name: of_kind(one_word(str(answer.get(slot.name, ""))), slot.kind) for slot in cloze.slots}
     return Completion(item_id=item_id, fills=fills, source=source, evidence=description)
+
+
+def of_kind(word: str, kind: SlotKind) -> str:
+    """``word`` if it can fill a slot of ``kind``, else UNKNOWN: a colour slot takes a colour word, a verb slot
+    no preposition, article, auxiliary or modal (a small model copies "is" or "to" from the sentence)."""
+    if word == UNKNOWN:
+        return word
+    if kind == "COLOR":
+        return word if word in COLOUR_FAMILY else UNKNOWN
+    return UNKNOWN if word in FUNCTION_WORDS or word in AUXILIARIES or word in MODALS else word
 
 
 def one_word(text: str) -> str:
@@ -224,7 +240,7 @@ def parse_fills(raw: str, cloze: Cloze) -> dict[str, str]:
     """``VERB_1=word; COLOR_1=word`` (or ``:``) from a free-text answer; a slot not found is UNKNOWN."""
     found = {f"{kind.upper()}_{number}": word for kind, number, word in
              re.findall(r"<?(VERB|COLOR)>?_(\d+)\s*[:=]\s*([A-Za-z-]+)", raw, flags=re.IGNORECASE)}
-    return {slot.name: one_word(found.get(slot.name, "")) for slot in cloze.slots}
+    return {slot.name: of_kind(one_word(found.get(slot.name, "")), slot.kind) for slot in cloze.slots}
 
 
 # -- 3. comparison ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from sleuth.errors import (  # noqa: E402
     StructuredOutputError,
 )
 from sleuth.llm import packaged, server  # noqa: E402
+from sleuth.llm.cassette import Cassette  # noqa: E402
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
@@ -151,6 +152,7 @@ class Gateway:
         self.usage = UsageLog()
         self._routers: dict[str, tuple[Endpoint, litellm.Router]] = {}
         self._lock = threading.Lock()
+        self.cassette: Cassette | None = None  # record or replay answers (prompt evals)
 
     # -- endpoints ---------------------------------------------------------------------------
     def _role_config(self, role: str) -> ModelRole:
@@ -163,12 +165,21 @@ class Gateway:
         return config
 
     def endpoint(self, role: str = "llm") -> Endpoint:
-        """Resolve (and for the embedded model, start) the endpoint of ``role``."""
+        """Resolve (and for the embedded model, start) the endpoint of ``role``; a replaying cassette
+        starts nothing."""
+        if self._replaying():
+            return self._resolve(role, start=False)
         return self._router(role)[0]
 
-    def _resolve(self, role: str) -> Endpoint:
+    def _replaying(self) -> bool:
+        return self.cassette is not None and self.cassette.mode == "replay"
+
+    def _resolve(self, role: str, *, start: bool = True) -> Endpoint:
         config = self._role_config(role)
         fallbacks = tuple(config.fallbacks)
+        if isinstance(config, LLMRole) and (config.gguf or packaged.is_packaged(config.model)) and not start:
+            name = Path(config.gguf).stem if config.gguf else str(config.model)
+            return Endpoint(role, f"openai/{name}", name, LOCAL_PROVIDER, None, True, config.timeout_s, 0, fallbacks)
         if isinstance(config, LLMRole) and (config.gguf or packaged.is_packaged(config.model)):
             served = server.ensure_started(config, self.settings.cache_dir)
             return Endpoint(role, f"openai/{served.name}", served.name, LOCAL_PROVIDER,
@@ -235,12 +246,15 @@ class Gateway:
              top_logprobs: int | None = None,
              response_format: dict[str, Any] | None = None) -> ChatResult:
         """One chat completion. ``top_logprobs`` asks for per-token log-probabilities."""
-        endpoint, router = self._router(role)
         request = self._request(role, messages, max_tokens=max_tokens, temperature=temperature,
                                 extra={"tools": tools, "tool_choice": tool_choice,
                                        "response_format": response_format,
                                        "logprobs": True if top_logprobs else None,
                                        "top_logprobs": top_logprobs})
+        key = Cassette.key(role, request) if self.cassette is not None else ""
+        if self._replaying():
+            return self._replay(role, key)
+        endpoint, router = self._router(role)
         with telemetry.chat_span(endpoint.display_name, endpoint.provider,
                                  max_tokens=request["max_tokens"],
                                  temperature=request["temperature"]) as span:
@@ -265,7 +279,27 @@ class Gateway:
                                    output_tokens=record.completion_tokens,
                                    finish_reasons=[choice.finish_reason] if choice.finish_reason else None)
             telemetry.record_messages(span, outputs=[{"role": "assistant", "content": text}])
-        return ChatResult(text, tool_calls, choice.finish_reason, record, _logprobs(choice))
+        result = ChatResult(text, tool_calls, choice.finish_reason, record, _logprobs(choice))
+        self._remember(key, result)
+        return result
+
+    def _remember(self, key: str, result: ChatResult) -> None:
+        if self.cassette is not None and self.cassette.mode == "record":
+            self.cassette.put(key, {"text": result.text, "finish_reason": result.finish_reason,
+                                    "tool_calls": [[call.id, call.name, call.arguments] for call in result.tool_calls],
+                                    "logprobs": result.logprobs, "model": result.record.model,
+                                    "prompt_tokens": result.record.prompt_tokens,
+                                    "completion_tokens": result.record.completion_tokens})
+
+    def _replay(self, role: str, key: str) -> ChatResult:
+        assert self.cassette is not None
+        entry = self.cassette.get(key)
+        record = CallRecord(role=role, model=entry["model"], provider="cassette", latency_s=0.0, ttft_s=0.0,
+                            prompt_tokens=entry["prompt_tokens"], completion_tokens=entry["completion_tokens"],
+                            cached_tokens=0, finish_reason=entry["finish_reason"], ok=True)
+        self.usage.add(record)
+        calls = [ToolCall(call_id, name, arguments) for call_id, name, arguments in entry["tool_calls"]]
+        return ChatResult(entry["text"], calls, entry["finish_reason"], record, entry["logprobs"])
 
     def stream(self, messages: list[Message], *, role: str = "llm", max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
@@ -281,9 +315,16 @@ class Gateway:
         Tool calls arrive as deltas too and are assembled into the result; a model that writes a
         call as JSON text gets it recovered like in :meth:`chat` (its text is still streamed).
         """
-        endpoint, router = self._router(role)
         request = self._request(role, messages, max_tokens=max_tokens, temperature=temperature,
                                 extra={"stream": True, "stream_options": {"include_usage": True}, "tools": tools})
+        key = Cassette.key(role, request) if self.cassette is not None else ""
+        if self._replaying():
+            replayed = self._replay(role, key)
+            if replayed.text:
+                yield replayed.text
+            yield replayed
+            return
+        endpoint, router = self._router(role)
         with telemetry.chat_span(endpoint.display_name, endpoint.provider, max_tokens=request["max_tokens"],
                                  temperature=request["temperature"]) as span:  # ends on early close too
             telemetry.record_messages(span, inputs=messages)
@@ -338,7 +379,9 @@ class Gateway:
                       for index, slot in sorted(calls.items()) if slot["name"]]
         if not tool_calls and tools:
             tool_calls = _tool_calls_from_text(text, tools)
-        yield ChatResult(text, tool_calls, finish, record)
+        result = ChatResult(text, tool_calls, finish, record)
+        self._remember(key, result)
+        yield result
 
     def structured(self, messages: list[Message], schema: type[T], *, role: str = "llm",
                    max_tokens: int | None = None, temperature: float | None = None) -> T:
