@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -107,7 +106,7 @@ def _reindex_hint(gallery: str) -> str:
     return f"rebuild it with `sleuth index <videos> --gallery {gallery} --replace`, or index into a new gallery"
 
 
-class GalleryStore:
+class GalleryStore(qdrant.QdrantStore):
     """Galleries in Qdrant. ``GalleryStore()`` reads the settings like the CLI; close it (or use ``with``).
 
     ``GalleryStore.in_memory()`` keeps everything in this process (tests).
@@ -123,28 +122,6 @@ class GalleryStore:
     def in_memory(cls, settings: Settings | None = None) -> GalleryStore:
         """A store that lives in this process only (nothing on disk)."""
         return cls(settings or Settings(), client=QdrantClient(":memory:"))
-
-    @property
-    def location(self) -> str:
-        return self._connection.location
-
-    @property
-    def client(self) -> QdrantClient:
-        client = self._connection.client
-        if client is None:
-            raise GalleryError("the gallery store is closed", hint="open a new GalleryStore")
-        return client
-
-    def close(self) -> None:
-        """Release the client (and the local folder's lock)."""
-        self._connection.close()
-
-    def __enter__(self) -> GalleryStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     # -- galleries ------------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -181,6 +183,39 @@ class QdrantConnection:
             if not shared.owners:
                 del _LOCAL[self._folder]
                 client.close()
+
+
+class QdrantStore:
+    """What the rule memory and the gallery store share: the connection, ``location``, ``client``,
+    ``close`` and ``with``. A subclass sets ``self._connection`` in its ``__init__``."""
+
+    _connection: QdrantConnection
+
+    @property
+    def location(self) -> str:
+        """The server URL or local folder the store lives in."""
+        return self._connection.location
+
+    @property
+    def client(self) -> QdrantClient:
+        client = self._connection.client
+        if client is None:
+            raise self._connection.errors.base(f"the {self._connection.errors.what} is closed",
+                                               hint=f"open a new {type(self).__name__}")
+        return client
+
+    def close(self) -> None:
+        """Release the client (and the local folder's lock)."""
+        connection = getattr(self, "_connection", None)  # None when __init__ failed before connecting
+        if connection is not None:
+            connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def first_line(exc: BaseException) -> str:

@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
@@ -97,7 +96,7 @@ def point_id(scene: str, version: int, rule_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{scene}/{version}/{rule_id}"))
 
 
-class RuleMemory:
+class RuleMemory(qdrant.QdrantStore):
     """Versioned rule sets per scene in one Qdrant collection.
 
     ``RuleMemory()`` reads the settings like the CLI; ``RuleMemory.in_memory(embedder)`` keeps
@@ -132,31 +131,6 @@ class RuleMemory:
         """Turn transport and server errors into one-line :class:`QdrantUnavailable` errors."""
         with self._connection.guard():
             yield
-
-    def close(self) -> None:
-        """Release the client (and the local folder's lock)."""
-        connection = getattr(self, "_connection", None)
-        if connection is not None:
-            connection.close()
-
-    def __enter__(self) -> RuleMemory:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def location(self) -> str:
-        """The server URL or local folder the rules are stored in."""
-        return self._connection.location
-
-    @property
-    def client(self) -> QdrantClient:
-        client = self._connection.client
-        if client is None:
-            raise RuleMemoryError("the rule memory is closed", hint="open a new RuleMemory")
-        return client
 
     @property
     def embedder(self) -> Embedder:
