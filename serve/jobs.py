@@ -101,18 +101,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def frame_range(video: str | Path, start_s: float | None, end_s: float | None) -> tuple[int, int | None]:
-    """Source frame indices ``(start, stop)`` of a time range, from the video's frame rate."""
-    if start_s is None and end_s is None:
-        return 0, None
-    from sleuth.tools.frames import FrameReader
-
-    fps = FrameReader(str(video)).info.fps or 25.0
-    start = int(round((start_s or 0.0) * fps))
-    stop = int(round(end_s * fps)) + 1 if end_s is not None else None
-    return start, stop
-
-
 class LocalDetect:
     """The default detect function: ``detect_video`` on a runtime built from the settings on first use."""
 
@@ -123,6 +111,7 @@ class LocalDetect:
 
     def __call__(self, request: DetectJobRequest, progress: Progress) -> DetectReport:
         from sleuth.graphs.detect import VideoDetectConfig, detect_video
+        from sleuth.tools.frames import frame_range
 
         start, stop = frame_range(request.video, request.start_s, request.end_s)
         config = VideoDetectConfig(start=start, stop=stop, explain=request.explain)

@@ -366,6 +366,24 @@ def read_frames(source: str | Path, **options: object) -> list[Frame]:
     return FrameReader(source, **options).read()  # type: ignore[arg-type]
 
 
+def video_fps(source: str | Path) -> float:
+    """The source's frame rate (25 when it declares none)."""
+    return FrameReader(source).info.fps or 25.0
+
+
+def frame_range(source: str | Path, start_s: float | None, end_s: float | None) -> tuple[int, int | None]:
+    """Source frame indices ``(start, stop)`` (stop exclusive) of a time range in seconds; the whole
+    source when both are None (the file is not opened then)."""
+    if start_s is None and end_s is None:
+        return 0, None
+    fps = video_fps(source)
+    start = int(round((start_s or 0.0) * fps))
+    stop = int(round(end_s * fps)) + 1 if end_s is not None else None
+    if stop is not None and stop <= start:
+        raise VideoError(f"the range {start_s}-{end_s} s is empty", hint="give an end after the start")
+    return start, stop
+
+
 def resize_to(image: np.ndarray, width: int) -> np.ndarray:
     """Downscale keeping the aspect ratio (no-op when already narrower)."""
     import cv2

@@ -37,7 +37,7 @@ class ChatEvent(BaseModel):
 def default_context(runtime: Runtime, videos: int = 15) -> str:
     """What exists now, for the system prompt: scenes, galleries, videos, data folders."""
     from sleuth.datapaths import allowed_roots
-    from sleuth.graphs.investigate.tools import VIDEO_SUFFIXES
+    from sleuth.graphs.investigate.tools import find_videos
     from sleuth.memory.scenes import SceneStore
 
     lines = []
@@ -53,13 +53,7 @@ def default_context(runtime: Runtime, videos: int = 15) -> str:
     except SleuthError:
         lines.append("Galleries: unknown")
     roots = allowed_roots(runtime.settings)
-    found: list[str] = []
-    for root in roots:
-        for path in sorted(root.rglob("*")) if root.is_dir() else []:
-            if len(found) >= videos:
-                break
-            if path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.parts):
-                found.append(str(path))
+    found = find_videos(roots, videos)
     lines.append("Videos: " + (", ".join(found) or "none found"))
     lines.append("Data folders: " + ", ".join(str(root) for root in roots))
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sleuth.datapaths import allowed_roots, resolve_data_path
 from sleuth.errors import SleuthError
 from sleuth.graphs.runtime import Runtime
+from sleuth.tools.frames import frame_range, video_fps
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -143,21 +144,6 @@ def _video(ctx: ToolContext, path: str) -> Path:
     return resolved
 
 
-def _fps(video: Path) -> float:
-    from sleuth.tools.frames import FrameReader
-
-    return FrameReader(video).info.fps or 25.0
-
-
-def _frame_range(video: Path, start_s: float | None, end_s: float | None) -> tuple[float, int, int | None]:
-    fps = _fps(video)
-    start = int(round((start_s or 0.0) * fps))
-    stop = int(round(end_s * fps)) + 1 if end_s is not None else None
-    if stop is not None and stop <= start:
-        raise SleuthError(f"the range {start_s}-{end_s} s is empty", hint="give end_s after start_s")
-    return fps, start, stop
-
-
 def _write_jpeg(ctx: ToolContext, image: np.ndarray, stem: str) -> str:
     from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
 
@@ -186,19 +172,23 @@ def list_scenes(ctx: ToolContext, args: NoArgs) -> ToolOutput:
     return ToolOutput("\n".join(lines) or "No scene is calibrated yet (calibrate one on normal footage).")
 
 
+def find_videos(roots: list[Path], limit: int) -> list[str]:
+    """Up to ``limit`` video files: roots that are files, then files under the folders (hidden ones skipped)."""
+    found: list[str] = []
+    for root in roots:
+        candidates = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+        for path in candidates:
+            if len(found) >= limit:
+                return found
+            if path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.parts):
+                found.append(str(path))
+    return found
+
+
 def list_videos(ctx: ToolContext, args: VideoFolder) -> ToolOutput:
     roots = [resolve_data_path(ctx.runtime.settings, args.folder)] if args.folder else \
         allowed_roots(ctx.runtime.settings)
-    found: list[str] = []
-    for root in roots:
-        if root.is_file():
-            found.append(str(root))
-            continue
-        for path in sorted(root.rglob("*")) if root.is_dir() else []:
-            if path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.parts):
-                found.append(str(path))
-            if len(found) >= 40:
-                break
+    found = find_videos(roots, 40)
     return ToolOutput("\n".join(f"- {path}" for path in found) or "No videos in the data folders.")
 
 
@@ -216,7 +206,7 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
     from sleuth.reports import write_html, write_json
 
     video = _video(ctx, args.video)
-    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    start, stop = frame_range(video, args.start_s, args.end_s)
     report = detect_video(video, scene=args.scene, config=VideoDetectConfig(start=start, stop=stop),
                           runtime=ctx.runtime, progress=ctx.progress)
     html = ctx.path(f"detect-{video.stem}", ".html")
@@ -296,7 +286,7 @@ def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
     from sleuth.graphs.calibrate import calibrate as run_calibrate
 
     video = _video(ctx, args.video)
-    _, _, stop = _frame_range(video, None, args.end_s)
+    _, stop = frame_range(video, None, args.end_s)
     result = run_calibrate([video], scene=args.scene, config=CalibrateConfig(stop=stop), runtime=ctx.runtime,
                            progress=ctx.progress)
     return ToolOutput(f"scene {args.scene} calibrated on {result.frames} frames of {video.name}; rules "
@@ -341,7 +331,7 @@ def show_frame(ctx: ToolContext, args: FrameArgs) -> ToolOutput:
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
-    index = int(round(args.time_s * _fps(video)))
+    index = int(round(args.time_s * video_fps(video)))
     frames = FrameReader(video, start=index, stop=index + 1).read()
     if not frames:
         raise SleuthError(f"{video.name} has no frame at {args.time_s} s", hint="pick a time inside the video")
@@ -353,7 +343,7 @@ def show_clip(ctx: ToolContext, args: RangeArgs) -> ToolOutput:
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
-    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    start, stop = frame_range(video, args.start_s, args.end_s)
     frames = FrameReader(video, start=start, stop=stop).read()
     if not frames:
         raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
@@ -369,7 +359,7 @@ def summarise_range(ctx: ToolContext, args: SummaryArgs) -> ToolOutput:
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
-    _, start, stop = _frame_range(video, args.start_s, args.end_s)
+    start, stop = frame_range(video, args.start_s, args.end_s)
     frames = FrameReader(video, start=start, stop=stop).read()
     if not frames:
         raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
