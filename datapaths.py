@@ -19,6 +19,22 @@ def uploads_dir(settings: Settings) -> Path:
     return Path(settings.data_dir).expanduser() / "uploads"
 
 
+def chat_dir(settings: Settings) -> Path:
+    """Where the chat agent's tools write frames, plots and reports (one folder per thread)."""
+    return Path(settings.data_dir).expanduser() / "chat"
+
+
+def jobs_dir(settings: Settings) -> Path:
+    """Where the HTTP API keeps its detect jobs (one folder per job)."""
+    return Path(settings.data_dir).expanduser() / "jobs"
+
+
+def within(path: str | Path, roots: list[Path]) -> Path | None:
+    """``path`` resolved (symlinks and ``..`` first) when it lies under one of ``roots``, else None."""
+    resolved = Path(path).expanduser().resolve()
+    return resolved if any(resolved.is_relative_to(Path(root).resolve()) for root in roots) else None
+
+
 def allowed_roots(settings: Settings) -> list[Path]:
     roots = [Path(root).expanduser() for root in settings.data_dirs] or [Path.cwd()]
     return [root.resolve() for root in (*roots, uploads_dir(settings))]
@@ -26,9 +42,9 @@ def allowed_roots(settings: Settings) -> list[Path]:
 
 def resolve_data_path(settings: Settings, path: str | Path) -> Path:
     """``path`` (relative paths are taken from the current folder) resolved, if inside a data folder."""
-    resolved = Path(path).expanduser().resolve()
     roots = allowed_roots(settings)
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    resolved = within(path, roots)
+    if resolved is None:
         raise SleuthError(f"{path} is outside the data folders",
                           hint="use a file under " + ", ".join(str(root) for root in roots)
                           + " (add folders with data_dirs in sleuth.toml or SLEUTH_DATA_DIRS)")

@@ -37,9 +37,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field
 from sleuth import __version__
 from sleuth.config import Settings, load_settings
-from sleuth.datapaths import resolve_data_path, uploads_dir
+from sleuth.datapaths import chat_dir, jobs_dir, resolve_data_path, uploads_dir, within
 from sleuth.errors import SleuthError
 from sleuth.graphs.investigate.session import ChatEvent
+from sleuth.graphs.investigate.tools import VIDEO_SUFFIXES
 from sleuth.serve.jobs import DetectJobRequest, Job, JobNotDone, JobNotFound, JobStatus, JobStore
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,7 +49,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("sleuth.serve.api")
 
 API_KEY_ENV = "SLEUTH_API_KEY"
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".html", ".json")
 THREAD_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _THREAD_ID = re.compile(THREAD_PATTERN)
@@ -422,9 +422,8 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
                 responses={403: _ERRORS[403], 404: _ERRORS[404]})
     def get_file(path: str) -> FileResponse:
         """A file the agent or a job wrote (a path named in a chat event's `files`)."""
-        roots = [(Path(settings.data_dir).expanduser() / name).resolve() for name in ("chat", "jobs")]
-        resolved = Path(path).expanduser().resolve()
-        if not any(resolved.is_relative_to(root) for root in roots) or resolved.suffix.lower() not in OUTPUT_SUFFIXES:
+        resolved = within(path, [chat_dir(settings), jobs_dir(settings)])
+        if resolved is None or resolved.suffix.lower() not in OUTPUT_SUFFIXES:
             raise ApiError(403, f"{path} is not a file the agent or a job wrote",
                            hint="pass a path from the `files` of a chat event")
         if not resolved.is_file():

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sleuth.config import Settings, load_settings
+from sleuth.datapaths import jobs_dir
 from sleuth.errors import SleuthError
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class JobStore:
     def __init__(self, settings: Settings | None = None, *, detect: DetectFunction | None = None,
                  workers: int = 1, progress_interval_s: float = 0.5) -> None:
         self.settings = settings or load_settings()
-        self.folder = Path(self.settings.data_dir).expanduser() / "jobs"
+        self.folder = jobs_dir(self.settings)
         self.detect = detect or LocalDetect(self.settings)
         self.progress_interval_s = progress_interval_s
         self._jobs: dict[str, Job] = {}

@@ -29,7 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 from sleuth.config import Settings  # noqa: E402
-from sleuth.datapaths import allowed_roots, uploads_dir  # noqa: E402
+from sleuth.datapaths import allowed_roots, chat_dir, uploads_dir, within  # noqa: E402
 from sleuth.errors import SleuthError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class ChatSession(Protocol):
 
 def served_roots(settings: Settings) -> list[Path]:
     """Folders whose files the browser may fetch: the data folders, uploads and the chat's own files."""
-    roots = [*allowed_roots(settings), (Path(settings.data_dir).expanduser() / "chat").resolve()]
+    roots = [*allowed_roots(settings), chat_dir(settings).resolve()]
     return list(dict.fromkeys(roots))
 
 
@@ -78,10 +78,10 @@ class ChatRenderer:
 
     def _servable(self, path: str) -> bool:
         try:
-            resolved = Path(path).resolve()
+            resolved = within(path, self.roots)
         except OSError:
             return False
-        return resolved.is_file() and any(resolved.is_relative_to(root) for root in self.roots)
+        return resolved is not None and resolved.is_file()
 
     def _files(self, files: Iterable[str]) -> None:
         for path in files:

@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pydantic import ValidationError
 from sleuth import telemetry
+from sleuth.datapaths import chat_dir
 from sleuth.errors import SleuthError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
 from sleuth.graphs.investigate.tools import TOOLS, ToolContext
@@ -105,7 +106,7 @@ def fallback_answer(turn: list[dict[str, Any]]) -> str:
 def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, context: Context,
                 files_root: Path | None = None, checkpointer: Any = None) -> Any:
     config = config or InvestigateConfig()
-    files_root = files_root or Path(runtime.settings.data_dir).expanduser() / "chat"
+    files_root = files_root or chat_dir(runtime.settings)
 
     @telemetry.traced_agent("investigate_agent")
     def agent(state: InvestigateState) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sleuth.errors import SleuthError
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.frames import frame_range, video_fps
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")  # listed, and accepted as uploads
 
 
 @dataclass
