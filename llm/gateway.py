@@ -177,10 +177,11 @@ class Gateway:
     def _resolve(self, role: str, *, start: bool = True) -> Endpoint:
         config = self._role_config(role)
         fallbacks = tuple(config.fallbacks)
-        if isinstance(config, LLMRole) and (config.gguf or packaged.is_packaged(config.model)) and not start:
-            name = Path(config.gguf).stem if config.gguf else str(config.model)
-            return Endpoint(role, f"openai/{name}", name, LOCAL_PROVIDER, None, True, config.timeout_s, 0, fallbacks)
         if isinstance(config, LLMRole) and (config.gguf or packaged.is_packaged(config.model)):
+            if not start:  # described, not served (a replaying cassette)
+                name = Path(config.gguf).stem if config.gguf else str(config.model)
+                return Endpoint(role, f"openai/{name}", name, LOCAL_PROVIDER, None, True, config.timeout_s, 0,
+                                fallbacks)
             served = server.ensure_started(config, self.settings.cache_dir)
             return Endpoint(role, f"openai/{served.name}", served.name, LOCAL_PROVIDER,
                             served.api_base, True, config.timeout_s, min(config.num_retries, 1),
