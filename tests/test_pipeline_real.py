@@ -40,6 +40,7 @@ def test_calibrate_then_detect_writes_a_report(tmp_path: Path) -> None:
                     "--json", str(data))
     assert result.returncode == 0, result.stderr
     assert "event(s) in 60 frames" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith(f"Report: {report.resolve()}")  # the last line says where
     saved = json.loads(data.read_text())
     assert len(saved["frames"]) == 60 and saved["frames"][0]["index"] == 80
     assert saved["models"]["llm"] == "qwen2.5-coder-0.5b" and saved["rules_version"] == 1

@@ -239,7 +239,7 @@ def test_server_mode_sends_the_api_key_and_reports_rejection(monkeypatch: pytest
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
-            seen.append(dict(self.headers))
+            seen.append({name.lower(): value for name, value in self.headers.items()})
             self.send_response(403)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -105,7 +105,7 @@ def test_api_key_never_reaches_logs_or_spans(scripted_openai: ScriptedOpenAI,
     gateway = Gateway()
     gateway.chat(ASK)
     list(gateway.stream(ASK))
-    assert scripted_openai.headers[0]["Authorization"] == f"Bearer {secret}"  # the key is used
+    assert scripted_openai.headers[0]["authorization"] == f"Bearer {secret}"  # the key is used
     assert secret not in caplog.text
     for span in spans.get_finished_spans():
         assert secret not in json.dumps(dict(span.attributes or {}), default=str)

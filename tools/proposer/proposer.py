@@ -456,7 +456,7 @@ def held_out_split(count: int, fraction: float, chunks: int = 4, guard: int = 0)
     """Clip positions to train on and to hold out: ``fraction`` of the clip as ``chunks`` evenly
     spaced runs (not just the tail), so the normal range and threshold see the whole clip.
     ``guard`` frames either side of a held-out run are used for neither (a crop spans t-4..t+4);
-    off by default: on Ped2 a guard of 4 lowered the frame AUC from 86.1 to 73.2 (see README)."""
+    off by default: on Ped2 a guard of 4 lowered the frame AUC from 86.1 to 73.2 (see docs/benchmarks.md)."""
     held = max(1, int(round(count * fraction)))
     chunks = max(1, min(chunks, held // 10 or 1))
     length = held // chunks
