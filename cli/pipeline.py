@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from sleuth.cli.proposer import Fps, Start, Stop, progress_bar
 from sleuth.cli.runner import err, fail, request
+from sleuth.reports.summary import clock
 
 if TYPE_CHECKING:
     from sleuth.graphs.detect import DetectReport
@@ -18,9 +19,6 @@ out = Console(highlight=False, soft_wrap=True)
 M = TypeVar("M", bound=BaseModel)
 
 
-def clock(seconds: float) -> str:
-    minutes, rest = divmod(max(seconds, 0.0), 60)
-    return f"{int(minutes):02d}:{rest:04.1f}"
 
 
 def parse_overrides(items: list[str] | None, model: type[BaseModel]) -> dict[str, str]:
@@ -108,19 +106,10 @@ def calibrate_scene(
 
 
 def summary_line(result: DetectReport, report: Path) -> str:
-    """The last line of a detect run: where the report is and what it found, in the scores' own terms."""
-    where = f"Report: {report.resolve()}"
-    if not result.frames:
-        return f"{where}: no frames were read"
-    peak = max(result.frames, key=lambda frame: frame.score)
-    span = f"{clock(result.frames[0].time_s)}-{clock(result.frames[-1].time_s)}"
-    if not result.events:
-        return (f"{where}: no anomalous event in {len(result.frames)} frames ({span}); the highest score, "
-                f"{peak.score:.2f} at {clock(peak.time_s)}, stays under the threshold {result.threshold:.2f}")
-    top = max(result.events, key=lambda event: event.peak_score)
-    return (f"{where}: {len(result.events)} anomalous event(s) in {len(result.frames)} frames ({span}); "
-            f"the strongest, #{top.id} at {clock(top.start_s)}-{clock(top.end_s)}, peaks at {top.peak_score:.2f} "
-            f"(threshold {result.threshold:.2f})")
+    """The last line of a detect run: where the report is and what it found (the report's own sentence)."""
+    from sleuth.reports.summary import findings
+
+    return f"Report: {report.resolve()}: {findings(result)}"
 
 
 def detect(

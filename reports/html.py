@@ -19,6 +19,7 @@ from sleuth.graphs.detect.state import DetectReport, FrameScore, VideoEvent
 from sleuth.graphs.explain.state import Explanation, Judgment
 from sleuth.reports.plot import score_plot_png
 from sleuth.reports.store import atomic_write_text
+from sleuth.reports.summary import findings
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -90,8 +91,9 @@ def _header(report: DetectReport) -> str:
 
 def _events(report: DetectReport, by_index: dict[int, FrameScore]) -> str:
     if not report.events:
-        return ('<section class="events"><h2>Events</h2><p class="empty">No anomalous events: no frame scored '
-                f"above the threshold of {report.threshold:g}.</p></section>")
+        found = findings(report)
+        return ('<section class="events"><h2>Events</h2><p class="empty">'
+                f"{_e(found[0].upper() + found[1:])}.</p></section>")
     cards = "\n".join(_event(event, report, by_index) for event in report.events)
     return f'<section class="events"><h2>Events ({len(report.events)})</h2>\n{cards}</section>'
 

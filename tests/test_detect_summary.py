@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sleuth.cli.pipeline import summary_line
 from sleuth.graphs.detect import DetectReport, FrameScore, VideoEvent
+from sleuth.reports import render_html
 
 
 def frames(scores: list[float], fps: float = 10.0) -> list[FrameScore]:
@@ -32,3 +33,16 @@ def test_events_name_the_strongest_with_its_time(tmp_path: Path) -> None:
     line = summary_line(result, tmp_path / "r.json")
     assert "2 anomalous event(s) in 38 frames" in line
     assert "#1 at 00:02.0-00:02.4, peaks at 0.90" in line and "threshold 0.50" in line
+
+
+def test_frames_over_the_threshold_without_rule_support_are_not_called_under_it(tmp_path: Path) -> None:
+    """The main job's case on vtest.avi: a proposer peak of 0.52 over a 0.50 threshold, no rule broken."""
+    scored = frames([0.1, 0.52, 0.3])
+    scored = [frame.model_copy(update={"rule_score": 0.2, "anomalous": False}) for frame in scored]
+    result = DetectReport(video="cam.mp4", scene="demo", threshold=0.5, gate_threshold=1.0, frames=scored, events=[])
+    line = summary_line(result, tmp_path / "report.html")
+    assert "stays under" not in line
+    assert "1 frame(s) scored above the threshold 0.50 (highest 0.52 at 00:00.1)" in line
+    assert "no rule of the scene supported them" in line
+    page = render_html(result)
+    assert "No anomalous event in 3 frames" in page and "no rule of the scene supported them" in page

@@ -111,7 +111,7 @@ def test_model_and_user_text_is_escaped() -> None:
 def test_a_report_without_events_says_so(tmp_path: Path) -> None:
     quiet = make_report(events=False).model_copy(update={"explanation": None})
     page = write_report(quiet, tmp_path / "quiet.html").read_text(encoding="utf-8")
-    assert "No anomalous events" in page and "0 events" in page
+    assert "No anomalous event in" in page and "0 events" in page
     assert "Explanation" not in page
 
 
