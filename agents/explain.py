@@ -1,22 +1,30 @@
 """Explanation agents (Holmes-VAU's explanation stage): clip, event and video judgments.
 
-Each function makes one structured model call with a prompt from ``prompts/explain.*.toml`` and
-returns a :class:`~sleuth.graphs.explain.state.Judgment`. The model answers the small
-:class:`ExplainAnswer` schema; level, times and frames are filled in here, so a model cannot get
-them wrong. The frames reach the model either as images (a VLM role) or as the captioner's
-descriptions, always with their frame numbers, times and anomaly scores so that answers can cite
-them. When the answer stays invalid after the gateway's retry, the judgment falls back to one
-built from the scores and captions (and says so) instead of failing the whole explanation.
+Each judgment has two parts with different authors:
+
+- **the verdict** (``anomalous`` and the one-sentence ``judgment``) comes from the scores and the
+  detector's events, never from the model, so an explanation cannot call a stretch anomalous that
+  the plot shows under the threshold (:func:`clip_verdict`, :func:`event_verdict`,
+  :func:`video_verdict`);
+- **the prose** (``description``, ``analysis``) is written by the model from the evidence (frame
+  numbers, times, scores, captions or images, the scene's rules, the verdict), in plain English
+  (a grammar-constrained character set for the local model), and every sentence is then checked
+  against that evidence (:mod:`sleuth.agents.faithfulness`): repeated, contradicting or
+  unsupported sentences are removed and listed in ``removed`` with the reason.
+
+One structured model call per judgment, with a prompt from ``prompts/explain.*.toml``. When the
+answer stays invalid after the gateway's retry, or nothing of it survives the check, the prose
+is built from the captions and scores instead (and says so).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, Field
 from sleuth import telemetry
+from sleuth.agents.faithfulness import Evidence, clean
 from sleuth.errors import StructuredOutputError
 from sleuth.graphs.detect.state import VideoEvent
 from sleuth.graphs.explain.state import Judgment
@@ -26,21 +34,22 @@ from sleuth.prompts import load_prompt
 NO_RULES = "(none given: judge what would be unusual, dangerous or out of place for this camera's scene)"
 
 
-class ExplainAnswer(BaseModel):
-    """What the model writes; the reasoning fields come before the decision.
+def prose(max_length: int) -> str:
+    """Plain English text, no quotes or backslashes: the grammar the local model writes prose in."""
+    return rf"^[A-Za-z0-9 ,.;:'()%/+&?!-]{{1,{max_length}}}$"
 
-    The length limits keep a whole answer under the default ``max_tokens`` (about 300 tokens):
-    a grammar-constrained model (llama.cpp) must close each string in time, so a small model that
-    starts repeating itself still returns valid JSON instead of being cut off mid-string.
+
+class ExplainAnswer(BaseModel):
+    """What the model writes: prose only; the verdict is not the model's to give.
+
+    The patterns keep the text to plain English characters and each string short enough that a
+    grammar-constrained small model closes it in time (valid JSON even when it starts repeating).
     """
 
-    description: str = Field(min_length=1, max_length=500,
+    description: str = Field(min_length=1, max_length=400, pattern=prose(400),
                              description="What happens, in order, citing times (s) and frame numbers.")
-    analysis: str = Field(min_length=1, max_length=500,
-                          description="Why it is or is not anomalous, citing the rules and frames.")
-    anomalous: bool
-    judgment: str = Field(min_length=1, max_length=250,
-                          description="One sentence: is something anomalous here, and what.")
+    analysis: str = Field(min_length=1, max_length=300, pattern=prose(300),
+                          description="Which rules of the scene it matches or breaks, consistent with the verdict.")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,71 @@ class Observation:
     time_s: float
     score: float  # anomaly score in [0, 1]
     caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the scores say about a stretch of video: the decision and the sentence behind it (shown
+    beside an anomalous/normal mark, so it does not repeat the word)."""
+
+    anomalous: bool
+    sentence: str
+
+    def for_model(self) -> str:
+        return f"{'ANOMALOUS' if self.anomalous else 'NORMAL'}. {self.sentence}"
+
+
+def _peak(observations: Sequence[Observation]) -> Observation:
+    return max(observations, key=lambda obs: obs.score)
+
+
+def clip_verdict(observations: Sequence[Observation], *, threshold: float,
+                 events: Sequence[VideoEvent] | None) -> Verdict:
+    """Anomalous when the clip overlaps a detected event; without a detector's events (``None``),
+    when a frame scores at or above ``threshold``."""
+    if not observations:
+        return Verdict(False, "No frames were judged.")
+    peak = _peak(observations)
+    start, end = observations[0].time_s, observations[-1].time_s
+    overlapping = [e for e in events or [] if e.start_s <= end and e.end_s >= start]
+    if overlapping:
+        names = ", ".join(f"event {e.id} ({e.start_s:.1f}-{e.end_s:.1f} s)" for e in overlapping)
+        return Verdict(True, f"Overlaps {names}; highest score {peak.score:.2f} at {peak.time_s:.1f} s "
+                             f"(threshold {threshold:.2f}).")
+    if peak.score < threshold:
+        return Verdict(False, f"Highest score {peak.score:.2f} at {peak.time_s:.1f} s, under the threshold "
+                              f"{threshold:.2f}.")
+    if events is None:
+        return Verdict(True, f"Score {peak.score:.2f} at {peak.time_s:.1f} s, at or above the threshold "
+                             f"{threshold:.2f}.")
+    return Verdict(False, f"Not an event: the score reaches {peak.score:.2f} at {peak.time_s:.1f} s, above the "
+                          f"threshold {threshold:.2f}, but detection reported no event here (no rule of the scene "
+                          "supported it).")
+
+
+def event_verdict(event: VideoEvent) -> Verdict:
+    """A detected event is anomalous by definition; the sentence says why detection reported it."""
+    rules = f"; rules it matched: {'; '.join(event.broken_rules)}" if event.broken_rules else ""
+    return Verdict(True, f"Event {event.id}, {event.start_s:.1f}-{event.end_s:.1f} s: peak score "
+                         f"{event.peak_score:.2f} at {event.peak_s:.1f} s{rules}.")
+
+
+def video_verdict(*, start_s: float, end_s: float, peak_score: float, peak_s: float, threshold: float,
+                  events: Sequence[VideoEvent] | None) -> Verdict:
+    """Anomalous when detection reported an event; without a detector's events, when any frame
+    reaches ``threshold``."""
+    span = f"{start_s:.1f}-{end_s:.1f} s"
+    if events:
+        listed = ", ".join(f"event {e.id} at {e.start_s:.1f}-{e.end_s:.1f} s" for e in events)
+        return Verdict(True, f"{len(events)} event(s) in {span}: {listed}.")
+    if peak_score < threshold:
+        return Verdict(False, f"No frame in {span} reaches the threshold {threshold:.2f} "
+                              f"(highest score {peak_score:.2f} at {peak_s:.1f} s).")
+    if events is None:
+        return Verdict(True, f"Score {peak_score:.2f} at {peak_s:.1f} s, at or above the threshold "
+                             f"{threshold:.2f}.")
+    return Verdict(False, f"No anomalous event in {span}: the score reaches {peak_score:.2f} at {peak_s:.1f} s, "
+                          f"above the threshold {threshold:.2f}, but no rule of the scene supported it.")
 
 
 def render_observations(observations: Sequence[Observation], *, images: bool) -> str:
@@ -85,27 +159,66 @@ def _ask(prompt_id: str, values: Mapping[str, object], *, gateway: Gateway, role
         return exc
 
 
+def evidence_of(observations: Sequence[Observation], verdict: Verdict, rules: Sequence[str] | None,
+                events: Sequence[VideoEvent] = (), times: Sequence[float] = ()) -> Evidence:
+    """What a judgment's prose may speak about: its frames, their captions, the rules, the verdict
+    (and the events' bounds and peaks, and ``times`` the verdict states)."""
+    return Evidence(frames=[obs.index for obs in observations], times=[obs.time_s for obs in observations] + [*times],
+                    captions=[obs.caption for obs in observations if obs.caption], rules=list(rules or []),
+                    anomalous=verdict.anomalous,
+                    extra_times=[t for e in events for t in (e.start_s, e.end_s, e.peak_s)],
+                    extra_frames=[f for e in events for f in (e.start_frame, e.end_frame, e.peak_frame)])
+
+
+def written(level: str, observations: Sequence[Observation], verdict: Verdict, answer: ExplainAnswer |
+            StructuredOutputError, evidence: Evidence, **fields: object) -> Judgment:
+    """The judgment: the verdict from the scores, the model's prose as far as the evidence supports it."""
+    start_s, end_s = _span(observations)
+    frames = [obs.index for obs in observations]
+    if isinstance(answer, StructuredOutputError):
+        description, analysis = from_evidence(observations)
+        return Judgment(level=level, start_s=start_s, end_s=end_s, frames=frames, anomalous=verdict.anomalous,
+                        judgment=verdict.sentence, description=description,
+                        analysis=f"{analysis} The model's answer was invalid ({answer.errors}).", **fields)
+    (description, analysis), removed = clean([answer.description, answer.analysis], evidence)
+    fallback_description, fallback_analysis = from_evidence(observations)
+    return Judgment(level=level, start_s=start_s, end_s=end_s, frames=frames, anomalous=verdict.anomalous,
+                    judgment=verdict.sentence, description=description or fallback_description,
+                    analysis=analysis or fallback_analysis, removed=removed, **fields)
+
+
+def from_evidence(observations: Sequence[Observation]) -> tuple[str, str]:
+    """Prose built from the captions and scores alone (no model)."""
+    captions = " ".join(f"At {obs.time_s:.1f} s (frame {obs.index}): {obs.caption.rstrip('.')}."
+                        for obs in observations if obs.caption)
+    scores = ", ".join(f"frame {obs.index} at {obs.time_s:.1f} s: {obs.score:.2f}" for obs in observations)
+    return (captions or f"Frames {', '.join(str(obs.index) for obs in observations)} (no captions).",
+            f"Anomaly scores: {scores or 'none'}.")
+
+
 def _span(observations: Sequence[Observation]) -> tuple[float, float]:
     return (observations[0].time_s, observations[-1].time_s) if observations else (0.0, 0.0)
 
 
 def judge_clip(observations: Sequence[Observation], *, scene: str, rules: Sequence[str] | None, gateway: Gateway,
-               role: str = "llm", images: Sequence[bytes] = (), max_tokens: int = 400) -> Judgment:
-    """Clip level: a few consecutive sampled frames, one call."""
+               threshold: float = 0.5, events: Sequence[VideoEvent] | None = None, role: str = "llm",
+               images: Sequence[bytes] = (), max_tokens: int = 400) -> Judgment:
+    """Clip level: a few consecutive sampled frames, one call. ``events``: the detector's events
+    (None when no detector ran), which decide the verdict with the scores."""
     start_s, end_s = _span(observations)
+    verdict = clip_verdict(observations, threshold=threshold, events=events)
     values = {"scene": scene, "start_s": f"{start_s:.2f}", "end_s": f"{end_s:.2f}", "material": _material(bool(images)),
-              "observations": render_observations(observations, images=bool(images)), "rules": render_rules(rules)}
+              "observations": render_observations(observations, images=bool(images)), "rules": render_rules(rules),
+              "verdict": verdict.for_model()}
     with telemetry.agent_span("explain_clip"):
         answer = _ask("explain.clip", values, gateway=gateway, role=role, images=images, max_tokens=max_tokens)
-    frames = [obs.index for obs in observations]
-    if isinstance(answer, StructuredOutputError):
-        return fallback_judgment("clip", observations, start_s, end_s, answer.errors)
-    return Judgment(level="clip", start_s=start_s, end_s=end_s, frames=frames, **answer.model_dump())
+    return written("clip", observations, verdict, answer, evidence_of(observations, verdict, rules))
 
 
 def judge_event(event: VideoEvent, observations: Sequence[Observation], *, scene: str, rules: Sequence[str] | None,
                 gateway: Gateway, role: str = "llm", images: Sequence[bytes] = (), max_tokens: int = 400) -> Judgment:
     """Event level: frames sampled inside one detected event's span, one call."""
+    verdict = event_verdict(event)
     detector = [f"peak anomaly score {event.peak_score:.2f} at {event.peak_s:.2f} s (frame {event.peak_frame})"]
     if event.broken_rules:
         detector.append("rules it matched: " + "; ".join(event.broken_rules))
@@ -113,14 +226,13 @@ def judge_event(event: VideoEvent, observations: Sequence[Observation], *, scene
         detector.append(f"detector's reason: {event.reason}")
     values = {"scene": scene, "event_id": event.id, "start_s": f"{event.start_s:.2f}", "end_s": f"{event.end_s:.2f}",
               "start_frame": event.start_frame, "end_frame": event.end_frame, "detector": "\n".join(detector),
-              "material": _material(bool(images)), "rules": render_rules(rules),
+              "material": _material(bool(images)), "rules": render_rules(rules), "verdict": verdict.for_model(),
               "observations": render_observations(observations, images=bool(images))}
     with telemetry.agent_span("explain_event"):
         answer = _ask("explain.event", values, gateway=gateway, role=role, images=images, max_tokens=max_tokens)
-    if isinstance(answer, StructuredOutputError):
-        return fallback_judgment("event", observations, event.start_s, event.end_s, answer.errors, event_id=event.id)
-    return Judgment(level="event", start_s=event.start_s, end_s=event.end_s, event_id=event.id,
-                    frames=[obs.index for obs in observations], **answer.model_dump())
+    judgment = written("event", observations, verdict, answer, evidence_of(observations, verdict, rules, [event]),
+                       event_id=event.id)
+    return judgment.model_copy(update={"start_s": event.start_s, "end_s": event.end_s})
 
 
 def render_judgments(judgments: Sequence[Judgment]) -> str:
@@ -135,48 +247,19 @@ def render_judgments(judgments: Sequence[Judgment]) -> str:
 
 
 def judge_video(clips: Sequence[Judgment], events: Sequence[Judgment], *, scene: str, start_s: float, end_s: float,
-                frames: Sequence[int], scores: Sequence[float], rules: Sequence[str] | None, gateway: Gateway,
+                observations: Sequence[Observation], peak_score: float, peak_s: float, threshold: float = 0.5,
+                detected: Sequence[VideoEvent] | None = None, rules: Sequence[str] | None, gateway: Gateway,
                 role: str = "llm", max_tokens: int = 400) -> Judgment:
-    """Video level: one text-only call over the clip and event judgments.
-
-    The fallback (invalid answer) calls the video anomalous when any clip or event judgment is.
-    """
+    """Video level: one text-only call over the clip and event judgments. ``observations``: every
+    sampled frame (the evidence the prose may cite); ``peak_score``/``peak_s``: the highest score
+    of the whole video; ``detected``: the detector's events (None when no detector ran)."""
+    verdict = video_verdict(start_s=start_s, end_s=end_s, peak_score=peak_score, peak_s=peak_s, threshold=threshold,
+                            events=detected)
     values = {"scene": scene, "start_s": f"{start_s:.2f}", "end_s": f"{end_s:.2f}", "rules": render_rules(rules),
-              "clips": render_judgments(clips) or "(none)", "events": render_judgments(events) or "(no events given)"}
+              "verdict": verdict.for_model(), "clips": render_judgments(clips) or "(none)",
+              "events": render_judgments(events) or "(no events given)"}
     with telemetry.agent_span("explain_video"):
         answer = _ask("explain.video", values, gateway=gateway, role=role, images=(), max_tokens=max_tokens)
-    if isinstance(answer, StructuredOutputError):
-        parts = list(clips) + list(events)
-        flagged = [item for item in parts if item.anomalous]
-        anomalous = bool(flagged) if parts else _mean(scores) >= 0.5
-        spans = ", ".join(f"{item.start_s:.2f}-{item.end_s:.2f} s" for item in flagged)
-        return Judgment(
-            level="video", start_s=start_s, end_s=end_s, frames=list(frames), anomalous=anomalous,
-            judgment=f"The model's answer was invalid; {len(flagged)} of {len(parts)} clip and event judgments "
-                     f"found something anomalous{' (' + spans + ')' if spans else ''}.",
-            description=" ".join(f"{item.start_s:.2f}-{item.end_s:.2f} s: {item.judgment}" for item in parts)
-                        or "No clip or event was judged.",
-            analysis=f"Built from the clip and event judgments because the model's answer failed validation "
-                     f"({answer.errors}).")
-    return Judgment(level="video", start_s=start_s, end_s=end_s, frames=list(frames), **answer.model_dump())
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def fallback_judgment(level: Literal["clip", "event"], observations: Sequence[Observation], start_s: float,
-                      end_s: float, errors: str, event_id: int | None = None) -> Judgment:
-    """A judgment from the scores and captions alone: anomalous when the mean score is at least 0.5."""
-    mean = _mean([obs.score for obs in observations])
-    anomalous = mean >= 0.5
-    captions = " ".join(f"At {obs.time_s:.2f} s (frame {obs.index}): {obs.caption}" for obs in observations
-                        if obs.caption)
-    scores = ", ".join(f"frame {obs.index} at {obs.time_s:.2f} s: {obs.score:.2f}" for obs in observations)
-    return Judgment(
-        level=level, start_s=start_s, end_s=end_s, frames=[obs.index for obs in observations],
-        anomalous=anomalous, event_id=event_id,
-        judgment=f"The model's answer was invalid; by the anomaly scores (mean {mean:.2f}) this stretch "
-                 f"{'looks anomalous' if anomalous else 'looks normal'}.",
-        description=captions or f"Frames {', '.join(str(obs.index) for obs in observations)} (no captions).",
-        analysis=f"Anomaly scores: {scores or 'none'}. The model's answer failed validation ({errors}).")
+    evidence = evidence_of(observations, verdict, rules, list(detected or []), times=(start_s, end_s, peak_s))
+    judgment = written("video", observations, verdict, answer, evidence)
+    return judgment.model_copy(update={"start_s": start_s, "end_s": end_s})

@@ -7,15 +7,21 @@
   rule is kept. The output order is stable (anomaly before normal, first seen first).
 - :func:`induce_from_unlabeled`: HyCoVAD's recipe for footage without normal references: sample
   captions of each video, induce per video, aggregate.
+- :func:`hold_on_normal_footage`: for footage known to be normal (calibration), rules about
+  screen positions lose the position (or go, when nothing but a generic object is left), and an
+  anomaly rule that names only the dominant activities and objects of that footage ("Walking on
+  the pathway" where 88 % of the captions say "walking") becomes a normal rule.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, Field
 from sleuth import telemetry
+from sleuth.agents.faithfulness import ACTIONS, CLASSES
 from sleuth.agents.schemas import Category, Kind, Rule, RuleSet
 from sleuth.errors import SleuthError
 from sleuth.llm.gateway import Gateway, get_gateway
@@ -135,3 +141,96 @@ def demote_common_anomalies(rules: RuleSet, captions: Sequence[str], embedder: T
                for rule in rules.rules]
     return rules.model_copy(update={"rules": updated})
 
+
+
+DOMINANT_SHARE = 0.5  # an activity or object in at least half of the normal captions is the scene's normal
+POSITION = re.compile(r"\s*\b(?:(?:at|in|on|near|to|towards?|from) (?:the )?)?(?:(?:top|bottom|upper|lower|far) )?"
+                      r"(?:left|right|centre|center|middle|top|bottom)(?: (?:left|right|corner|side|edge|part|"
+                      r"of the (?:frame|image|screen|picture|scene)))?\b(?= |$|,)", re.IGNORECASE)
+DIRECTION = re.compile(r"\b(?:to|towards?) the (?:left|right)\b", re.IGNORECASE)
+FILLER = {"a", "an", "the", "large", "small", "big", "little", "some", "is", "are", "in", "at", "on", "of", "and"}
+GENERIC_THINGS = {"object", "objects", "item", "items", "thing", "things", "area", "region", "part", "person",
+                  "people", "movement", "something"}
+
+
+COLOUR_TAIL = re.compile(r"(?:,\s*|\s+in\s+)(?:(?:light|dark|bright)\s+)?(?:red|orange|yellow|green|blue|purple|pink|"
+                         r"brown|black|white|grey|gray)\s*$|(?:\s+(?:and|or|,))+\s*$", re.IGNORECASE)
+
+
+def _without_position(text: str) -> str | None:
+    """The rule without screen positions ("Large object in the centre" -> None: nothing specific is left)
+    and without a caption's trailing colour ("person walking away, dark grey" -> "person walking away")."""
+    original = text
+    while COLOUR_TAIL.search(text):
+        text = COLOUR_TAIL.sub("", text).strip()
+    directions = DIRECTION.findall(text)  # "walking to the left" is a direction of motion: keep it
+    masked = DIRECTION.sub("\0", text)
+    stripped = POSITION.sub("", masked)
+    for direction in directions:
+        stripped = stripped.replace("\0", direction, 1)
+    stripped = re.sub(r"\s+", " ", stripped).strip(" ,.")
+    while COLOUR_TAIL.search(stripped):  # "toward the camera and left" -> "toward the camera and" -> ...
+        stripped = COLOUR_TAIL.sub("", stripped).strip(" ,.")
+    words = [w for w in re.findall(r"[a-z]+", stripped.lower()) if w not in FILLER]
+    if stripped == original.strip(" ,."):
+        return original
+    if not words or all(w in GENERIC_THINGS for w in words):
+        return None
+    return stripped[0].upper() + stripped[1:]
+
+
+def named_terms(text: str) -> set[str]:
+    """The action and object words of the faithfulness vocabulary that ``text`` names (plurals too)."""
+    vocabulary = {**CLASSES, **ACTIONS}
+    words = re.findall(r"[a-z]+", text.lower())
+    return {w if w in vocabulary else w[:-1] for w in words if w in vocabulary or w[:-1] in vocabulary}
+
+
+def unseen_terms(text: str, captions: Sequence[str]) -> set[str]:
+    """The words ``text`` names that no caption supports: a rule about them cannot describe the footage."""
+    vocabulary = {**CLASSES, **ACTIONS}
+    lowered = " ".join(caption.lower() for caption in captions)
+    return {w for w in named_terms(text) if not any(stem in lowered for stem in vocabulary[w])}
+
+
+def dominant_terms(captions: Sequence[str], share: float = DOMINANT_SHARE) -> set[str]:
+    """The action and object words (faithfulness vocabulary) whose stems appear in at least ``share``
+    of ``captions``."""
+    lowered = [caption.lower() for caption in captions if caption.strip()]
+    if not lowered:
+        return set()
+    vocabulary = {**CLASSES, **ACTIONS}
+    # a word's own stem (its first), not every caption word that would support it: "crowd" is not
+    # dominant because most captions say "people"
+    return {word for word, stems in vocabulary.items()
+            if sum(stems[0] in caption for caption in lowered) >= share * len(lowered)}
+
+
+def hold_on_normal_footage(rules: RuleSet, normal_captions: Sequence[str], *,
+                           share: float = DOMINANT_SHARE) -> tuple[RuleSet, list[str]]:
+    """The rules made to hold on the footage they were induced from (which is normal), and what
+    changed, one line each."""
+    dominant = dominant_terms(normal_captions, share)
+    changes: list[str] = []
+    kept: list[Rule] = []
+    for rule in rules.rules:
+        text = _without_position(rule.text)
+        if text is None:
+            changes.append(f"dropped {rule.label()!r}: a screen position, not a behaviour or an object")
+            continue
+        if text != rule.text:
+            changes.append(f"{rule.label()!r} -> {text!r}: screen position or a caption's colour removed")
+        kind = rule.kind
+        named = named_terms(text)
+        if kind == "anomaly" and named and named <= dominant:
+            kind = "normal"
+            changes.append(f"{rule.label()!r} became normal: {', '.join(sorted(named))} is what most of the normal "
+                           "footage shows")
+        kept.append(Rule(text=text, kind=kind, category=rule.category))
+    return rules.model_copy(update={"rules": _unique(kept)}), changes
+
+
+def _unique(rules: Sequence[Rule]) -> list[Rule]:
+    from sleuth.agents.schemas import unique_rules
+
+    return unique_rules(rules)

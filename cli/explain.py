@@ -45,6 +45,7 @@ def explain(
 
     with request("explain") as settings:
         scores = events = rules = None
+        threshold = None
         if event is not None and from_report is None:
             raise SleuthError("--event needs --from result.json (the detect report that lists the events)")
         start, stop = 0, None
@@ -58,20 +59,20 @@ def explain(
                 err.print(f"[yellow]the report is for scene '{escape(report.scene)}', explaining as "
                           f"'{escape(scene)}'[/]")
             scores = [frame.score for frame in report.frames]
-            events, rules = report.events, report.rules or None
-            if event is not None:
-                events = [e for e in report.events if e.id == event]
-                if not events:
-                    known = ", ".join(str(e.id) for e in report.events) or "none"
-                    raise SleuthError(f"the report has no event {event} (events: {known})",
-                                      hint="pass an id that `sleuth detect` printed")
+            events, rules, threshold = report.events, report.rules or None, report.threshold
+            if event is not None and not any(e.id == event for e in report.events):
+                known = ", ".join(str(e.id) for e in report.events) or "none"
+                raise SleuthError(f"the report has no event {event} (events: {known})",
+                                  hint="pass an id that `sleuth detect` printed")
             if report.frames:  # the part of the video the report covers
                 start, stop = report.frames[0].index, report.frames[-1].index + 1
-        config = ExplainConfig(**({"frames": frames} if frames is not None else {}))
+        config = ExplainConfig(**({"frames": frames} if frames is not None else {}),
+                               **({"threshold": threshold} if threshold is not None else {}))
         runtime = Runtime.from_settings(settings)
         try:
             with progress_bar() as update:
-                result = explain_video(video, scene=scene, scores=scores, events=events, rules=rules, fps=fps,
+                result = explain_video(video, scene=scene, scores=scores, events=events, event_id=event, rules=rules,
+                                       fps=fps,
                                        start=start, stop=stop, config=config, runtime=runtime, progress=update)  # type: ignore[arg-type]
         finally:
             runtime.close()

@@ -132,7 +132,9 @@ def _explanation(explanation: Explanation, by_index: dict[int, FrameScore]) -> s
     model = f" ({_e(explanation.model)})" if explanation.model else ""
     parts = [f'<section class="explanation"><h2>Explanation</h2>'
              f'<p class="muted">By {source}{model}; {len(explanation.sampled_frames)} frames sampled, '
-             f"{explanation.llm_calls} model calls.</p>"]
+             f"{explanation.llm_calls} model calls. Verdicts come from the scores; the model's prose is "
+             "checked sentence by sentence against the frames it was given, and sentences it could not "
+             "support are removed (listed under each judgment).</p>"]
     if explanation.video_judgment is not None:
         parts.append("<h3>The video</h3>" + _judgment(explanation.video_judgment, by_index))
     if explanation.events:
@@ -156,14 +158,22 @@ def _judgment(judgment: Judgment, by_index: dict[int, FrameScore]) -> str:
             f'<span class="muted">{_frame_list(judgment.frames, by_index)}{event}</span></header>'
             f'<p class="lead">{_e(judgment.judgment)}</p>'
             f"<dl><dt>What happens</dt><dd>{_e(judgment.description)}</dd>"
-            f"<dt>Why</dt><dd>{_e(judgment.analysis)}</dd></dl></div>")
+            f"<dt>Rules</dt><dd>{_e(judgment.analysis)}</dd></dl>{_removed(judgment)}</div>")
+
+
+def _removed(judgment: Judgment) -> str:
+    if not judgment.removed:
+        return ""
+    items = "".join(f"<li>{_e(sentence)}</li>" for sentence in judgment.removed)
+    return (f'<details class="muted"><summary>{len(judgment.removed)} sentence(s) the model wrote were removed'
+            f"</summary><ul>{items}</ul></details>")
 
 
 def _clip_row(clip: Judgment, by_index: dict[int, FrameScore]) -> str:
     return (f'<tr class="{_verdict_class(clip)}"><td class="nowrap">{mmss(clip.start_s)} – {mmss(clip.end_s)}</td>'
             f"<td>{_frame_list(clip.frames, by_index)}</td><td>{_verdict(clip)}</td>"
             f"<td>{_e(clip.judgment)}<details><summary>description and analysis</summary>"
-            f"<p>{_e(clip.description)}</p><p>{_e(clip.analysis)}</p></details></td></tr>")
+            f"<p>{_e(clip.description)}</p><p>{_e(clip.analysis)}</p></details>{_removed(clip)}</td></tr>")
 
 
 def _rules(report: DetectReport) -> str:

@@ -37,3 +37,26 @@ def test_induction_samples_every_video_and_merges(scripted_openai: ScriptedOpenA
     assert rules.source == "induced" and rules.scene == "plaza"
     assert [r.text for r in rules.anomaly] == ["Riding a bicycle", "Cars"]
     assert "Walking on the pathway" in [r.text for r in rules.normal]
+
+
+def test_rules_induced_from_normal_footage_hold_on_it() -> None:
+    """The main job's calibration on vtest.avi (people walking across a square) induced "Walking on
+    the pathway" as an anomaly and rules pinned to screen positions; on normal footage they give way."""
+    from sleuth.agents.rules import hold_on_normal_footage
+    from sleuth.agents.schemas import Rule, RuleSet
+
+    captions = ["2 people. A person in the centre is walking to the left, grey. A large object at the right is "
+                "not moving, light grey."] * 8 + ["3 moving objects. A large object at the right is moving to the "
+                                                  "left, dark grey."] * 2
+    anomalies = ["Walking on the pathway", "Riding a bicycle", "Large object in the centre", "Object at the top right",
+                 "Person lying on the ground", "Walking or running", "Crowd gathering", "Car at the top left"]
+    rules = RuleSet(scene="plaza", rules=[Rule(text=text, kind="anomaly") for text in anomalies]
+                    + [Rule(text="Person in the centre is walking to the left", kind="normal"),
+                       Rule(text="person walking away and to the right, dark grey", kind="normal")])
+    held, changes = hold_on_normal_footage(rules, captions)
+    assert [r.text for r in held.anomaly] == ["Riding a bicycle", "Person lying on the ground", "Walking or running",
+                                              "Crowd gathering", "Car"]
+    assert [r.text for r in held.normal] == ["Walking on the pathway", "Person is walking to the left",
+                                             "Person walking away and to the right"]  # no caption's colour
+    assert any("Walking on the pathway" in change and "became normal" in change for change in changes)
+    assert sum("screen position" in change for change in changes) == 5

@@ -8,8 +8,9 @@
 - **caption**: ``caption_frames`` frames spread evenly over the footage, captioned by the
   configured captioner (with neighbouring frames as context).
 - **induce**: AnomalyRuler induction over chunks of ``captions_per_call`` captions, aggregated
-  (semantic de-duplication, the stricter rule wins) and cleaned of "anomaly" rules that describe
-  most of the normal captions (HyCoVAD).
+  (semantic de-duplication, the stricter rule wins) and made to hold on the footage: screen
+  positions removed, "anomaly" rules that name only its dominant activities and objects, or that
+  describe most of its captions (HyCoVAD), become normal rules.
 - **store**: the rules become the scene's next version in the rule memory (or stay at the
   current version when unchanged); the rule score of the normal captions gives the scene's
   rule floor; the scene profile records all of it.
@@ -30,7 +31,7 @@ from typing import Any, TypedDict
 import numpy as np
 from langgraph.graph import END, START, StateGraph
 from sleuth import telemetry
-from sleuth.agents.rules import induce_from_unlabeled
+from sleuth.agents.rules import hold_on_normal_footage, induce_from_unlabeled, unseen_terms
 from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.errors import SleuthError
 from sleuth.graphs.calibrate.configuration import CalibrateConfig
@@ -80,11 +81,15 @@ def demote_false_alarms(rules: RuleSet, captions: Sequence[str], runtime: Runtim
     """Calibration footage is normal by definition, so an anomaly rule that flags more than
     ``max_share`` of its captions describes normality (small LLMs list what they see, "Walking on
     the pathway", as anomalies): it becomes a normal rule. One rule at a time, worst first, and
-    the captions are rescored after each, since each demotion moves the normal side."""
+    the captions are rescored after each, since each demotion moves the normal side. A rule that
+    names an action or object no caption mentions ("fighting") stays: its hits are the matcher's
+    noise, not a description of the footage."""
     threshold = DetectConfig().threshold
+    protected = {rule.text for rule in rules.anomaly if unseen_terms(rule.text, captions)}
     while rules.anomaly:
         frames = _score_captions(captions, rules, rules.scene, runtime).frames
-        hits = Counter(rule for frame in frames if frame.raw_score >= threshold for rule in frame.broken_rules)
+        hits = Counter(rule for frame in frames if frame.raw_score >= threshold for rule in frame.broken_rules
+                       if rule not in protected)
         worst = hits.most_common(1)
         if not worst or worst[0][1] <= max_share * len(frames):
             break
@@ -159,6 +164,7 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
                                       seed=config.seed, gateway=runtime.gateway, embedder=runtime.embedder)
         if progress:
             progress("induce", chunks, chunks)
+        rules, _ = hold_on_normal_footage(rules, captions)  # no screen positions; normal activity is normal
         rules = demote_false_alarms(rules, captions, runtime, max_share=config.max_false_alarm_share)
         if not rules.anomaly:
             raise SleuthError(f"scene {state['scene']}: the induced rules have no anomaly rule",

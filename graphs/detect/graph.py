@@ -201,12 +201,13 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     @telemetry.traced_agent("explain")
     def explain(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
-        from sleuth.graphs.explain import explain_video
+        from sleuth.graphs.explain import ExplainConfig, explain_video
 
         rules = state.get("rules") or {}
         explanation = explain_video(
             state["source"], scene=state["scene"], scores=[frame["score"] for frame in state["frames"]],
             events=[VideoEvent.model_validate(event) for event in state["events"]],
+            config=ExplainConfig(threshold=config.reasoning.threshold),
             rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], fps=config.fps,
             start=config.start, stop=config.stop, runtime=runtime, progress=progress, thread_id=f"{thread_id}:explain")
         return {"explanation": explanation.model_dump(), "seconds": timed("explain", started)}

@@ -25,4 +25,7 @@ class ExplainConfig(BaseModel):
         default="auto", description="auto: the frames' images go to the vision model when one is configured "
         "(settings.vlm.model), else the LLM reasons over captions; never: always captions; always: require a VLM.")
     image_width: int = Field(default=512, ge=64, description="Images sent to a VLM are downscaled to this width.")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Score at or above which a frame counts as "
+                             "anomalous for the verdicts (detect passes its own); with the detector's events, "
+                             "only a clip that overlaps an event is anomalous.")
     max_tokens: int = Field(default=400, ge=64, description="Answer length limit per model call (tokens).")

@@ -10,7 +10,9 @@
   frames either side (speeds need neighbours) and the sampled frame's caption is kept; windows
   that overlap merge into one captioner call, so no frame is captioned twice.
 - **judge_clips**: consecutive groups of ``clip_size`` sampled frames, one model call each, one
-  checkpointed step each, so an interrupted run resumes after the last finished clip.
+  checkpointed step each, so an interrupted run resumes after the last finished clip. Verdicts
+  come from the scores (``threshold``) and the detector's events, prose from the model, checked
+  sentence by sentence against the evidence (:mod:`sleuth.agents.explain`).
 - **judge_events**: one call per event (at most ``max_events``), checkpointed the same way.
 - **judge_video**: one text-only call over the clip and event judgments.
 
@@ -57,6 +59,8 @@ class ExplainState(TypedDict, total=False):
     stop: int | None
     scores: list[float] | None
     events: list[dict[str, Any]]
+    detected: bool  # the events are a detector's (so a clip outside them is not anomalous)
+    explained: list[int]  # positions in ``events`` of the events judged one by one
     rules: list[str] | None
     mode: str  # "vlm" | "captions"
     # sample
@@ -64,7 +68,7 @@ class ExplainState(TypedDict, total=False):
     times: list[float]
     frame_scores: list[float]  # in [0, 1], one per frame read
     positions: list[int]  # sampled positions for the whole video, sorted
-    event_positions: list[list[int]]  # sampled positions inside each explained event
+    event_positions: list[list[int]]  # sampled positions inside each explained event (``explained``)
     # describe
     captions: dict[str, str]  # str(position) -> caption
     # judge
@@ -156,6 +160,11 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             images.update({p: jpeg(frame.image, config.image_width) for p, frame in frames.items()})
         return [images[p] for p in positions]
 
+    def detected(state: ExplainState) -> list[VideoEvent] | None:
+        if not state.get("detected"):
+            return None
+        return [VideoEvent.model_validate(raw) for raw in state.get("events") or []]
+
     def role(state: ExplainState) -> str:
         return "vlm" if state["mode"] == "vlm" else "llm"
 
@@ -188,8 +197,8 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         positions = AnomalyFocusedSampler(config.frames, config.tau).sample(unit)
         per_event = AnomalyFocusedSampler(config.event_frames, config.tau)
         event_positions = []
-        for raw in state.get("events") or []:
-            span = event_span(VideoEvent.model_validate(raw), indices)
+        for number in state.get("explained") or []:
+            span = event_span(VideoEvent.model_validate(state["events"][number]), indices)
             event_positions.append([span[k] for k in per_event.sample([unit[p] for p in span])])
         return {"indices": indices, "times": times, "frame_scores": unit, "positions": positions,
                 "event_positions": event_positions}
@@ -230,7 +239,8 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         group = groups[done]
         start = len(runtime.gateway.usage.records)
         judgment = judge_clip(observations(state, group), scene=state["scene"], rules=state.get("rules"),
-                              gateway=runtime.gateway, role=role(state),
+                              gateway=runtime.gateway, threshold=config.threshold, events=detected(state),
+                              role=role(state),
                               images=images_at(state, group), max_tokens=config.max_tokens)
         return {"clips": [judgment.model_dump()], **usage_since(start)}
 
@@ -241,7 +251,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         done = len(state.get("event_judgments") or [])
         report("events", done, len(state["event_positions"]))
         positions = state["event_positions"][done]
-        event = VideoEvent.model_validate(state["events"][done])
+        event = VideoEvent.model_validate(state["events"][state["explained"][done]])
         start = len(runtime.gateway.usage.records)
         judgment = judge_event(event, observations(state, positions), scene=state["scene"], rules=state.get("rules"),
                                gateway=runtime.gateway, role=role(state),
@@ -256,13 +266,15 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             report("events", len(state["event_positions"]), len(state["event_positions"]))
         report("video", 0, 1)
         positions = state["positions"]
+        scores = state["frame_scores"]
+        peak = int(np.argmax(scores))
         start = len(runtime.gateway.usage.records)
         judgment = judge_video([Judgment.model_validate(j) for j in state.get("clips") or []],
                                [Judgment.model_validate(j) for j in state.get("event_judgments") or []],
                                scene=state["scene"], start_s=state["times"][0], end_s=state["times"][-1],
-                               frames=[state["indices"][p] for p in positions],
-                               scores=[state["frame_scores"][p] for p in positions], rules=state.get("rules"),
-                               gateway=runtime.gateway, role=role(state),
+                               observations=observations(state, positions), peak_score=float(scores[peak]),
+                               peak_s=state["times"][peak], threshold=config.threshold, detected=detected(state),
+                               rules=state.get("rules"), gateway=runtime.gateway, role=role(state),
                                max_tokens=config.max_tokens)
         report("video", 1, 1)
         return {"video_judgment": judgment.model_dump(), **usage_since(start)}
@@ -296,9 +308,9 @@ def explain_mode(config: ExplainConfig, settings: Settings) -> str:
     return "captions"
 
 
-def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None, events: Sequence[VideoEvent],
+def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None, events: Sequence[VideoEvent] | None,
                       rules: Sequence[str] | None, fps: Any, config: ExplainConfig, mode: str,
-                      model: str | None) -> str:
+                      model: str | None, explained: Sequence[int] = ()) -> str:
     """A thread per distinct input: the same video file (size and time stamp), scores, events, rules,
     configuration and model resume or reuse one run; anything different starts a new one."""
     digest = hashlib.sha1()
@@ -306,7 +318,8 @@ def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None,
     stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else ""
     score_bytes = np.asarray(scores, dtype=np.float64).tobytes() if scores is not None else b"proposer"
     parts = (video, stamp, scene, repr(fps), config.model_dump_json(), mode, model or "",
-             json.dumps([event.model_dump() for event in events]), json.dumps(list(rules or [])))
+             json.dumps(None if events is None else [event.model_dump() for event in events]),
+             json.dumps(list(rules or [])), json.dumps(list(explained)))
     for part in parts:
         digest.update(part.encode())
         digest.update(b"\0")
@@ -315,16 +328,20 @@ def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None,
 
 
 def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | None = None,
-                  events: Sequence[VideoEvent | dict[str, Any]] | None = None, rules: Sequence[str] | None = None,
+                  events: Sequence[VideoEvent | dict[str, Any]] | None = None, event_id: int | None = None,
+                  rules: Sequence[str] | None = None,
                   fps: float | None = None, start: int = 0, stop: int | None = None,
                   config: ExplainConfig | None = None, runtime: Runtime | None = None,
                   progress: Progress | None = None, thread_id: str | None = None) -> Explanation:
     """Explain one video at clip, event and video level (Holmes-VAU).
 
     ``scores``: one anomaly score in [0, 1] per frame read at ``fps`` (e.g. detect's frame
-    scores); None scores the frames with the scene's proposer. ``events``: detected events to
-    explain (the first ``config.max_events``). ``rules``: 'kind: text' strings the answers may
-    cite. ``progress(stage, done, total)`` reports progress. Runs are checkpointed under
+    scores); None scores the frames with the scene's proposer. ``events``: a detector's events
+    to explain (the first ``config.max_events``); given (even empty), they decide the verdicts
+    with the scores: a clip outside every event is not anomalous. None: no detector ran, and a
+    frame at or above ``config.threshold`` makes its clip anomalous. ``event_id``: judge only that
+    event of ``events`` on its own (the others still decide the clips' verdicts). ``rules``: 'kind:
+    text' strings the answers may cite. ``progress(stage, done, total)`` reports progress. Runs are checkpointed under
     ``thread_id`` (by default derived from the inputs), so an interrupted run resumes after its
     last finished judgment and a finished one returns its stored result.
     """
@@ -335,9 +352,15 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
     mode = explain_mode(config, runtime.settings)
     role_model = runtime.settings.vlm.model if mode == "vlm" else runtime.settings.llm.model
     chosen = [e if isinstance(e, VideoEvent) else VideoEvent.model_validate(e) for e in events or []]
-    chosen = chosen[: config.max_events]
+    explained = ([k for k, e in enumerate(chosen) if e.id == event_id] if event_id is not None
+                 else list(range(min(len(chosen), config.max_events))))
+    if event_id is not None and not explained:
+        raise SleuthError(f"no event {event_id} among the events given",
+                          hint=f"events: {', '.join(str(e.id) for e in chosen) or 'none'}")
     score_list = [float(s) for s in scores] if scores is not None else None
-    thread_id = thread_id or default_thread_id(video, scene, scores=score_list, events=chosen, rules=rules,
+    thread_id = thread_id or default_thread_id(video, scene, scores=score_list,
+                                               events=chosen if events is not None else None, rules=rules,
+                                               explained=explained,
                                                fps=(fps, start, stop), config=config, mode=mode, model=role_model)
     graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer)
     run_config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 10_000}
@@ -353,12 +376,14 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
             state = graph.invoke({"video": video, "scene": scene, "fps": fps, "start": start, "stop": stop,
                                   "scores": score_list,
                                   "events": [event.model_dump() for event in chosen],
+                                  "detected": events is not None, "explained": explained,
                                   "rules": list(rules) if rules else None, "mode": mode, "clips": [],
                                   "event_judgments": [], "usage": {}, "model": None}, run_config)
     usage = state.get("usage") or {}
     return Explanation(
         video=video, scene=scene, sampled_frames=[state["indices"][p] for p in state["positions"]],
         source="vlm" if mode == "vlm" else "captions",
+        captions={str(state["indices"][int(p)]): text for p, text in (state.get("captions") or {}).items()},
         clips=[Judgment.model_validate(j) for j in state.get("clips") or []],
         events=[Judgment.model_validate(j) for j in state.get("event_judgments") or []],
         video_judgment=Judgment.model_validate(state["video_judgment"]), llm_calls=int(usage.get("llm_calls", 0)),

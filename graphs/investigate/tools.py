@@ -227,11 +227,12 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
 
 
 def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
-    from sleuth.graphs.explain import explain_video
+    from sleuth.graphs.explain import ExplainConfig, explain_video
 
     video = _video(ctx, args.video)
     events = None
     scores = None
+    threshold = ExplainConfig().threshold
     start, stop = 0, None
     if args.event is not None:
         from sleuth.reports import load_report
@@ -241,20 +242,20 @@ def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
             raise SleuthError(f"no detect result for {video.name} in this conversation",
                               hint="run detect on the video first")
         report = load_report(reports[-1])
-        events = [event for event in report.events if event.id == args.event]
-        if not events:
+        if not any(event.id == args.event for event in report.events):
             raise SleuthError(f"the latest detect of {video.name} has no event {args.event}",
                               hint=f"events: {', '.join(str(e.id) for e in report.events) or 'none'}")
+        events, threshold = report.events, report.threshold
         scores = [frame.score for frame in report.frames]
         start, stop = report.frames[0].index, report.frames[-1].index + 1
-    result = explain_video(video, scene=args.scene, scores=scores, events=events, start=start, stop=stop,
-                           runtime=ctx.runtime, progress=ctx.progress)
+    result = explain_video(video, scene=args.scene, scores=scores, events=events, event_id=args.event, start=start,
+                           stop=stop, config=ExplainConfig(threshold=threshold), runtime=ctx.runtime,
+                           progress=ctx.progress)
     lines = []
     for judgment in [*result.events, *([result.video_judgment] if result.video_judgment else [])]:
-        verdict = "ANOMALOUS" if judgment.anomalous else "normal"
         frames = ", ".join(str(frame) for frame in judgment.frames[:8])
         lines.append(f"- {judgment.level} {_clock(judgment.start_s)}-{_clock(judgment.end_s)} (frames {frames}): "
-                     f"{verdict}. {judgment.judgment} {judgment.description}")
+                     f"{judgment.judgment} {judgment.description}")
     return ToolOutput("\n".join(lines) or "No judgment was made.")
 
 
