@@ -7,6 +7,7 @@ the scene's rules, the verdict the scores give). A sentence is removed, with the
 - it is not plain English text (other scripts, control characters: "the large物体");
 - it repeats an earlier sentence of the same judgment (same words, or nearly);
 - it was cut off (the last sentence of a text without its full stop: the length limit hit);
+- it talks about the task instead of the footage ("consistent with the verdict", "the JSON");
 - it contradicts the verdict (calls a stretch the scores call normal "anomalous", or the reverse);
 - it cites a time or a frame that is not in the evidence;
 - it names a colour, a direction, an object class or an action that no caption mentions (a
@@ -57,6 +58,7 @@ NORMAL_CLAIM = re.compile(r"\b(nothing (is |was |seems )?(unusual|anomalous|abno
                           r"(entirely |completely |perfectly )?normal)\b")
 NEGATION = re.compile(r"\b(no|not|none|nothing|neither|nor|never|without|nobody|no one|isn't|aren't|wasn't|"
                       r"doesn't|don't)\b|n't\b")
+META = re.compile(r"\b(verdict|contradict\w*|the prompt|instructions?|json|the task)\b")
 PLAIN = re.compile(r"^[A-Za-z0-9 ,.;:'()%/+&?!\-]*$")  # the prose the grammar allows (see agents/explain.py)
 TIME = re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b")
 CLOCK = re.compile(r"\b(\d{1,2}):(\d{2}(?:\.\d+)?)\b")
@@ -122,6 +124,8 @@ def unsupported(sentence: str, evidence: Evidence) -> str | None:
     if not PLAIN.match(sentence):
         return "not plain English text"
     lowered = sentence.lower()
+    if META.search(lowered):
+        return "talks about the task, not the footage"
     if not evidence.anomalous and ANOMALY_WORDS.search(lowered) and not _negated(lowered, ANOMALY_WORDS.search(
             lowered).group(0)):
         return "calls anomalous what the scores call normal"

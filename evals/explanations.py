@@ -30,7 +30,7 @@ def _reason(removed: str) -> str:
     if not found:
         return "other"
     reason = found.group(1)
-    for short in ("repeats", "cut off", "not plain English", "scores call", "cites", "names the"):
+    for short in ("repeats", "cut off", "not plain English", "the task", "scores call", "cites", "names the"):
         if reason.startswith(short) or short in reason:
             return short
     return reason

@@ -246,7 +246,8 @@ def test_the_packaged_llm_writes_a_valid_explanation(clip: Path, tmp_path: Path,
     assert result.llm_calls >= 2 and result.model
     for judgment in (*result.clips, result.video_judgment):
         assert judgment.judgment.strip() and judgment.description.strip() and judgment.analysis.strip()
-        assert "invalid" not in judgment.judgment  # the grammar-constrained answer validated
+        assert "answer was invalid" not in judgment.analysis  # the grammar-constrained answer validated
+        assert judgment.description.isascii() and judgment.analysis.isascii()  # plain English only
 
 
 def test_the_cli_explains_a_detect_report(clip: Path, scripted: ScriptedOpenAI, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ def test_sentences_the_evidence_supports_are_kept(sentence: str) -> None:
     ("A person is running across the square.", "action 'running'"),
     ("A man falls at 12.0 s.", "12 s"),
     ("Frame 900 shows a person walking.", "frame 900"),
+    ("The frames are consistent with the verdict that the state nothing that contradicts it.", "the task"),
     ("A person walks up the stairs and to the right.", None),  # 'right' is in the captions ('at the right')
 ])
 def test_unsupported_or_contradicting_sentences_are_caught(sentence: str, reason: str | None) -> None:
