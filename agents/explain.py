@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from sleuth import telemetry
@@ -78,6 +79,21 @@ def _peak(observations: Sequence[Observation]) -> Observation:
     return max(observations, key=lambda obs: obs.score)
 
 
+Decision = Literal["event", "under", "above", "not_event"]
+
+
+def decide(peak_score: float, threshold: float, overlapping: Sequence[VideoEvent],
+           events: Sequence[VideoEvent] | None) -> Decision:
+    """The one rule behind clip and video verdicts: an overlapping detected event makes a stretch
+    anomalous; under ``threshold`` it is normal; above it, it is anomalous only when no detector
+    ran (``events`` None), and otherwise not an event (detection found no rule supporting it)."""
+    if overlapping:
+        return "event"
+    if peak_score < threshold:
+        return "under"
+    return "above" if events is None else "not_event"
+
+
 def clip_verdict(observations: Sequence[Observation], *, threshold: float,
                  events: Sequence[VideoEvent] | None) -> Verdict:
     """Anomalous when the clip overlaps a detected event; without a detector's events (``None``),
@@ -87,19 +103,19 @@ def clip_verdict(observations: Sequence[Observation], *, threshold: float,
     peak = _peak(observations)
     start, end = observations[0].time_s, observations[-1].time_s
     overlapping = [e for e in events or [] if e.start_s <= end and e.end_s >= start]
-    if overlapping:
-        names = ", ".join(f"event {e.id} ({e.start_s:.1f}-{e.end_s:.1f} s)" for e in overlapping)
-        return Verdict(True, f"Overlaps {names}; highest score {peak.score:.2f} at {peak.time_s:.1f} s "
-                             f"(threshold {threshold:.2f}).")
-    if peak.score < threshold:
-        return Verdict(False, f"Highest score {peak.score:.2f} at {peak.time_s:.1f} s, under the threshold "
-                              f"{threshold:.2f}.")
-    if events is None:
-        return Verdict(True, f"Score {peak.score:.2f} at {peak.time_s:.1f} s, at or above the threshold "
-                             f"{threshold:.2f}.")
-    return Verdict(False, f"Not an event: the score reaches {peak.score:.2f} at {peak.time_s:.1f} s, above the "
-                          f"threshold {threshold:.2f}, but detection reported no event here (no rule of the scene "
-                          "supported it).")
+    score, at = f"{peak.score:.2f}", f"{peak.time_s:.1f} s"
+    match decide(peak.score, threshold, overlapping, events):
+        case "event":
+            names = ", ".join(f"event {e.id} ({e.start_s:.1f}-{e.end_s:.1f} s)" for e in overlapping)
+            return Verdict(True, f"Overlaps {names}; highest score {score} at {at} (threshold {threshold:.2f}).")
+        case "under":
+            return Verdict(False, f"Highest score {score} at {at}, under the threshold {threshold:.2f}.")
+        case "above":
+            return Verdict(True, f"Score {score} at {at}, at or above the threshold {threshold:.2f}.")
+        case _:
+            return Verdict(False, f"Not an event: the score reaches {score} at {at}, above the threshold "
+                                  f"{threshold:.2f}, but detection reported no event here (no rule of the scene "
+                                  "supported it).")
 
 
 def event_verdict(event: VideoEvent) -> Verdict:
@@ -112,19 +128,21 @@ def event_verdict(event: VideoEvent) -> Verdict:
 def video_verdict(*, start_s: float, end_s: float, peak_score: float, peak_s: float, threshold: float,
                   events: Sequence[VideoEvent] | None) -> Verdict:
     """Anomalous when detection reported an event; without a detector's events, when any frame
-    reaches ``threshold``."""
+    reaches ``threshold`` (the same rule as a clip's, over the whole span)."""
     span = f"{start_s:.1f}-{end_s:.1f} s"
-    if events:
-        listed = ", ".join(f"event {e.id} at {e.start_s:.1f}-{e.end_s:.1f} s" for e in events)
-        return Verdict(True, f"{len(events)} event(s) in {span}: {listed}.")
-    if peak_score < threshold:
-        return Verdict(False, f"No frame in {span} reaches the threshold {threshold:.2f} "
-                              f"(highest score {peak_score:.2f} at {peak_s:.1f} s).")
-    if events is None:
-        return Verdict(True, f"Score {peak_score:.2f} at {peak_s:.1f} s, at or above the threshold "
-                             f"{threshold:.2f}.")
-    return Verdict(False, f"No anomalous event in {span}: the score reaches {peak_score:.2f} at {peak_s:.1f} s, "
-                          f"above the threshold {threshold:.2f}, but no rule of the scene supported it.")
+    score, at = f"{peak_score:.2f}", f"{peak_s:.1f} s"
+    match decide(peak_score, threshold, events or [], events):
+        case "event":
+            listed = ", ".join(f"event {e.id} at {e.start_s:.1f}-{e.end_s:.1f} s" for e in events or [])
+            return Verdict(True, f"{len(events or [])} event(s) in {span}: {listed}.")
+        case "under":
+            return Verdict(False, f"No frame in {span} reaches the threshold {threshold:.2f} "
+                                  f"(highest score {score} at {at}).")
+        case "above":
+            return Verdict(True, f"Score {score} at {at}, at or above the threshold {threshold:.2f}.")
+        case _:
+            return Verdict(False, f"No anomalous event in {span}: the score reaches {score} at {at}, above the "
+                                  f"threshold {threshold:.2f}, but no rule of the scene supported it.")
 
 
 def render_observations(observations: Sequence[Observation], *, images: bool) -> str:
@@ -181,10 +199,12 @@ def written(level: str, observations: Sequence[Observation], verdict: Verdict, a
                         judgment=verdict.sentence, description=description,
                         analysis=f"{analysis} The model's answer was invalid ({answer.errors}).", **fields)
     (description, analysis), removed = clean([answer.description, answer.analysis], evidence)
-    fallback_description, fallback_analysis = from_evidence(observations)
+    if not (description and analysis):  # nothing the model wrote survived for a field
+        fallback_description, fallback_analysis = from_evidence(observations)
+        description, analysis = description or fallback_description, analysis or fallback_analysis
     return Judgment(level=level, start_s=start_s, end_s=end_s, frames=frames, anomalous=verdict.anomalous,
-                    judgment=verdict.sentence, description=description or fallback_description,
-                    analysis=analysis or fallback_analysis, removed=removed, **fields)
+                    judgment=verdict.sentence, description=description, analysis=analysis, removed=removed,
+                    **fields)
 
 
 def from_evidence(observations: Sequence[Observation]) -> tuple[str, str]:

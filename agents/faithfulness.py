@@ -51,6 +51,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "skateboarding": ("skateboard",), "carrying": ("carry",), "pushing": ("push",), "dancing": ("danc",),
     "loitering": ("loiter",), "chasing": ("chas",), "driving": ("driv", "car", "vehicle"),
 }
+VOCABULARY = {**CLASSES, **ACTIONS}  # every object and action word a claim is checked for
 ANOMALY_WORDS = re.compile(r"\b(anomal\w*|abnormal\w*|unusual|suspicious\w*|dangerous|out of place|alarming|"
                            r"irregular|strange|odd)\b")
 NORMAL_CLAIM = re.compile(r"\b(nothing (is |was |seems )?(unusual|anomalous|abnormal|suspicious)|"
@@ -126,8 +127,8 @@ def unsupported(sentence: str, evidence: Evidence) -> str | None:
     lowered = sentence.lower()
     if META.search(lowered):
         return "talks about the task, not the footage"
-    if not evidence.anomalous and ANOMALY_WORDS.search(lowered) and not _negated(lowered, ANOMALY_WORDS.search(
-            lowered).group(0)):
+    called = ANOMALY_WORDS.search(lowered)
+    if not evidence.anomalous and called and not _negated(lowered, called.group(0)):
         return "calls anomalous what the scores call normal"
     if evidence.anomalous and NORMAL_CLAIM.search(lowered):
         return "calls normal what the scores call anomalous"
@@ -147,7 +148,7 @@ def unsupported(sentence: str, evidence: Evidence) -> str | None:
     for direction, forms in DIRECTIONS.items():
         if words & set(forms) and not any(form in evidence.text for form in forms) and not _negated(lowered, direction):
             return f"names the direction '{direction}', which no caption mentions"
-    for word, support in {**CLASSES, **ACTIONS}.items():
+    for word, support in VOCABULARY.items():
         if word in words and not any(stem in evidence.text for stem in support) and not _negated(lowered, word):
             kind = "action" if word in ACTIONS else "object"
             return f"names the {kind} '{word}', which no caption mentions"

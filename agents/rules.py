@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, Field
 from sleuth import telemetry
-from sleuth.agents.faithfulness import ACTIONS, CLASSES
-from sleuth.agents.schemas import Category, Kind, Rule, RuleSet
+from sleuth.agents.faithfulness import VOCABULARY
+from sleuth.agents.schemas import Category, Kind, Rule, RuleSet, unique_rules
 from sleuth.errors import SleuthError
 from sleuth.llm.gateway import Gateway, get_gateway
 from sleuth.prompts import load_prompt
@@ -181,16 +181,14 @@ def _without_position(text: str) -> str | None:
 
 def named_terms(text: str) -> set[str]:
     """The action and object words of the faithfulness vocabulary that ``text`` names (plurals too)."""
-    vocabulary = {**CLASSES, **ACTIONS}
     words = re.findall(r"[a-z]+", text.lower())
-    return {w if w in vocabulary else w[:-1] for w in words if w in vocabulary or w[:-1] in vocabulary}
+    return {w if w in VOCABULARY else w[:-1] for w in words if w in VOCABULARY or w[:-1] in VOCABULARY}
 
 
 def unseen_terms(text: str, captions: Sequence[str]) -> set[str]:
     """The words ``text`` names that no caption supports: a rule about them cannot describe the footage."""
-    vocabulary = {**CLASSES, **ACTIONS}
     lowered = " ".join(caption.lower() for caption in captions)
-    return {w for w in named_terms(text) if not any(stem in lowered for stem in vocabulary[w])}
+    return {w for w in named_terms(text) if not any(stem in lowered for stem in VOCABULARY[w])}
 
 
 def dominant_terms(captions: Sequence[str], share: float = DOMINANT_SHARE) -> set[str]:
@@ -199,10 +197,9 @@ def dominant_terms(captions: Sequence[str], share: float = DOMINANT_SHARE) -> se
     lowered = [caption.lower() for caption in captions if caption.strip()]
     if not lowered:
         return set()
-    vocabulary = {**CLASSES, **ACTIONS}
     # a word's own stem (its first), not every caption word that would support it: "crowd" is not
     # dominant because most captions say "people"
-    return {word for word, stems in vocabulary.items()
+    return {word for word, stems in VOCABULARY.items()
             if sum(stems[0] in caption for caption in lowered) >= share * len(lowered)}
 
 
@@ -227,10 +224,4 @@ def hold_on_normal_footage(rules: RuleSet, normal_captions: Sequence[str], *,
             changes.append(f"{rule.label()!r} became normal: {', '.join(sorted(named))} is what most of the normal "
                            "footage shows")
         kept.append(Rule(text=text, kind=kind, category=rule.category))
-    return rules.model_copy(update={"rules": _unique(kept)}), changes
-
-
-def _unique(rules: Sequence[Rule]) -> list[Rule]:
-    from sleuth.agents.schemas import unique_rules
-
-    return unique_rules(rules)
+    return rules.model_copy(update={"rules": unique_rules(kept)}), changes

@@ -21,7 +21,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from sleuth.agents.faithfulness import Evidence, sentences, unsupported
+from sleuth.agents.explain import Observation, Verdict, evidence_of
+from sleuth.agents.faithfulness import sentences, unsupported
 from sleuth.graphs.detect.state import DetectReport
 
 
@@ -47,14 +48,12 @@ def audit(report: DetectReport) -> tuple[dict[str, int], list[str]]:
     judgments = [*explanation.clips, *explanation.events,
                  *([explanation.video_judgment] if explanation.video_judgment else [])]
     for judgment in judgments:
-        frames = [by_index[i] for i in judgment.frames if i in by_index]
-        read = [explanation.captions.get(str(i)) or (by_index[i].caption if i in by_index else None)
-                for i in judgment.frames]  # what the model read, else detect's caption of the frame
-        times = [f.time_s for f in frames] + [judgment.start_s, judgment.end_s]
-        evidence = Evidence(frames=judgment.frames, times=times,
-                            captions=[c for c in read if c], anomalous=judgment.anomalous,
-                            extra_times=[t for e in report.events for t in (e.start_s, e.end_s, e.peak_s)],
-                            extra_frames=[i for e in report.events for i in (e.start_frame, e.end_frame, e.peak_frame)])
+        observations = [Observation(index=i, time_s=by_index[i].time_s, score=by_index[i].score,
+                                    # what the model read, else detect's caption of the frame
+                                    caption=explanation.captions.get(str(i)) or by_index[i].caption)
+                        for i in judgment.frames if i in by_index]
+        evidence = evidence_of(observations, Verdict(judgment.anomalous, judgment.judgment), report.rules,
+                               report.events, times=(judgment.start_s, judgment.end_s))
         name = f"{judgment.level} {judgment.start_s:.1f}-{judgment.end_s:.1f} s"
         kept = sentences(judgment.description) + sentences(judgment.analysis)
         counts["kept"] += len(kept)
