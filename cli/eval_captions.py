@@ -38,8 +38,8 @@ def eval_captions(
         "--set", help="Override a detect_captions setting, e.g. --set llm_weight=0 --set vote_window=9 "
         "(see sleuth.graphs.detect_captions.DetectConfig).")] = None,
     smoothing: Annotated[str | None, typer.Option(
-        help="Temporal smoothing: ema_vote, anomalyruler or none (default: ema_vote; anomalyruler with "
-        "--keyword).")] = None,
+        help="Temporal smoothing: ema_vote, anomalyruler or none (default: anomalyruler, chosen by the "
+        "caption validation protocol, python -m sleuth.evals.caption_select).")] = None,
 ) -> None:
     """Frame AUC/AP and cost (LLM calls, tokens, seconds, memory per frame) on a caption dataset."""
     from sleuth.evals.caption_bench import RichReporter, run_caption_benchmark, summary_rows
@@ -53,7 +53,7 @@ def eval_captions(
     if smoothing is not None and smoothing not in SMOOTHINGS:
         raise fail(f"--smoothing must be one of {', '.join(SMOOTHINGS)}, not {smoothing!r}")
     mode = "keyword" if keyword else "rules" if rules is not None else "induced"
-    base = DetectConfig(smoothing=smoothing or ("anomalyruler" if keyword else DetectConfig().smoothing))
+    base = DetectConfig(smoothing=smoothing or DetectConfig().smoothing)
     config = with_overrides(base, set_)
     output = output or Path("results/captions") / f"{data.resolve().name}-{mode}"
 

@@ -73,7 +73,7 @@ def sample_positions(lengths: Sequence[int], count: int, margin: int) -> list[tu
 def _score_captions(captions: Sequence[str], rules: RuleSet | None, scene: str, runtime: Runtime) -> Any:
     """Unsmoothed rule scores of ``captions`` (no LLM call: cheap rule matching only)."""
     return detect_captions(captions, video="calibration", scene=scene, rules=rules, runtime=runtime,
-                           config=DetectConfig(explain_events=0, smoothing="none", llm_weight=0.0))
+                           config=DetectConfig.for_video(explain_events=0, smoothing="none", llm_weight=0.0))
 
 
 def demote_false_alarms(rules: RuleSet, captions: Sequence[str], runtime: Runtime, *,
@@ -84,7 +84,7 @@ def demote_false_alarms(rules: RuleSet, captions: Sequence[str], runtime: Runtim
     the captions are rescored after each, since each demotion moves the normal side. A rule that
     names an action or object no caption mentions ("fighting") stays: its hits are the matcher's
     noise, not a description of the footage."""
-    threshold = DetectConfig().threshold
+    threshold = DetectConfig.for_video().threshold
     protected = {rule.text for rule in rules.anomaly if unseen_terms(rule.text, captions)}
     while rules.anomaly:
         frames = _score_captions(captions, rules, rules.scene, runtime).frames

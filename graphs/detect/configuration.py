@@ -7,7 +7,7 @@ from sleuth.graphs.detect_captions.configuration import DetectConfig
 
 
 def _reasoning_defaults() -> DetectConfig:
-    return DetectConfig(proposer_weight=0.3, min_rule_score=0.5)
+    return DetectConfig.for_video()
 
 
 class VideoDetectConfig(BaseModel):

@@ -10,9 +10,20 @@ from pydantic import BaseModel, Field
 class DetectConfig(BaseModel):
     refine: bool = Field(default=False, description="HyCoVAD caption refinement before deduction.")
     refine_window: int = Field(default=10, ge=1, description="Refinement window (frames).")
+    keyword_weight: float = Field(default=1.0, ge=0, description="Weight of the keyword signal in a frame's rule "
+                                  "score: 1 when the caption names a keyword of an anomaly rule (a bicycle, a car, "
+                                  "running; sleuth.agents.keywords), else 0. Chosen with the embedding weight and the "
+                                  "smoothing by the caption validation protocol (python -m "
+                                  "sleuth.evals.caption_select): picked on the odd-numbered videos of Ped2 and "
+                                  "Avenue, reported on the others.")
+    embedding_weight: float = Field(default=0.1, ge=0, description="Weight of the embedding margin between the "
+                                    "nearest anomaly and normal rule (or the LLM's piece judgment) in a frame's "
+                                    "rule score. The rule score is the weighted mean of the two signals.")
     smoothing: Literal["ema_vote", "anomalyruler", "none"] = Field(
-        default="ema_vote", description="ema_vote: EMA then windowed majority vote; anomalyruler: the "
-        "peer's own code (EMA alpha 0.33, one-frame window, second EMA at the video's mean score).")
+        default="anomalyruler", description="ema_vote: EMA then windowed majority vote (absolute threshold); "
+        "anomalyruler: the peer's own code (EMA alpha 0.33, decisions above the video's mean, second EMA at "
+        "that mean), so scores rank frames within a whole video; events still need the rules' support "
+        "(min_rule_score).")
     ema_alpha: float = Field(default=0.1, gt=0, le=1, description="EMA rate (ema_vote) or first EMA rate "
                              "(anomalyruler, whose peer default is 0.33).")
     vote_window: int = Field(default=15, ge=1, description="Moving-median and majority-vote window (frames).")
@@ -33,7 +44,7 @@ class DetectConfig(BaseModel):
     no_evidence_score: float = Field(default=0.0, ge=0, le=1, description="Rule score of a frame with no "
                                      "caption piece (not captioned, or an empty caption). The video pipeline "
                                      "sets it to the scene's typical score on normal footage.")
-    min_rule_score: float | None = Field(default=None, ge=0, le=1, description="An event needs a frame whose own "
+    min_rule_score: float | None = Field(default=0.5, ge=0, le=1, description="An event needs a frame whose own "
                                          "rule score (before fusion with the proposer) reaches this, else its frames "
                                          "are cleared (HyCoVAD: the proposer proposes, the rules validate). None: "
                                          "any span over the threshold is an event.")
@@ -44,3 +55,13 @@ class DetectConfig(BaseModel):
     explain_events: int = Field(default=5, ge=0, description="Events per video explained by a full deduction.")
     induce_sample: int = Field(default=20, ge=1, description="Captions sampled to induce rules when a "
                                "scene has none (HyCoVAD: 20 per video).")
+
+    @classmethod
+    def for_video(cls, **overrides: object) -> DetectConfig:
+        """The reasoning settings of the video pipeline (``detect``, ``calibrate``): the embedding margin
+        alone, fused with the proposer, EMA and majority vote at an absolute threshold. They were
+        measured on the structured captioner's own words (docs/benchmarks.md, pipeline benchmark); the
+        keyword fusion was chosen on CogVLM captions and is not measured there yet."""
+        settings: dict[str, object] = {"keyword_weight": 0.0, "embedding_weight": 1.0, "smoothing": "ema_vote",
+                                       "proposer_weight": 0.3, "min_rule_score": 0.5}
+        return cls.model_validate({**settings, **overrides})

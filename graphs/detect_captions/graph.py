@@ -12,8 +12,11 @@
   ``llm_weight`` > 0: by default the packaged LLMs judge no pieces, see DetectConfig).
 - **deduce**: the LLM judges the gated pieces (multiple choice among the nearest rules, score
   from log-probabilities), one checkpointed batch per step, so an interrupted run resumes.
-- **score**: a frame's raw score is its strongest piece (and the proposer score, if given);
-  temporal smoothing gives scores and decisions.
+- **score**: a frame's rule score is the weighted mean of two signals: whether its caption names
+  a keyword of an anomaly rule (AnomalyRuler-base) and its strongest piece's embedding margin or
+  LLM judgment; the proposer score, if given, is fused in; temporal smoothing gives scores and
+  decisions, and a span becomes an event only where a frame's rule score reaches
+  ``min_rule_score``.
 - **explain**: contiguous anomalous frames become events; the peak frame of each event gets one
   full deduction (broken rules and a one-sentence reason).
 """
@@ -29,6 +32,8 @@ import numpy as np
 from langgraph.graph import END, START, StateGraph
 from sleuth import telemetry
 from sleuth.agents.deduction import EvidenceJudge, cheap_score, deduce_frame, options_for
+from sleuth.agents.faithfulness import Evidence, clean
+from sleuth.agents.keywords import KeywordMatcher
 from sleuth.agents.rule_atoms import filter_contradictions, rule_atoms
 from sleuth.agents.rules import induce_rules
 from sleuth.agents.schemas import Rule, RuleSet
@@ -187,6 +192,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 return blended, judgment.get("source", "llm"), judgment.get("rule") or cheap["rule"]
             return cheap["score"], "cheap", cheap["rule"]
 
+        keywords = KeywordMatcher(rules) if config.keyword_weight > 0 else None
+        weights = config.keyword_weight + config.embedding_weight
         raw, rule_values, sources, evidence, broken = [], [], [], [], []
         proposer = state.get("proposer_scores")
         for index, pieces in enumerate(state["pieces"]):
@@ -195,6 +202,12 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 piece, value, source, rule = max(scored, key=lambda item: item[1])
             else:
                 piece, value, source, rule = None, config.no_evidence_score, "cheap", None
+            found = keywords.match(state["captions"][index]) if keywords is not None else []
+            if weights > 0:
+                value = (config.keyword_weight * bool(found) + config.embedding_weight * value) / weights
+            if found:  # the caption names the rule: that is the evidence, not the nearest embedding
+                piece, source = ", ".join(found), "keyword"
+                rule = f"anomaly: {keywords.rules_of(found)[0]}" if keywords.rules_of(found) else rule
             rule_values.append(value)
             if proposer is not None:
                 value = (1 - config.proposer_weight) * value + config.proposer_weight * float(proposer[index])
@@ -209,11 +222,14 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             for first, last in anomalous_spans(decisions):
                 if max(rule_values[first: last + 1]) < config.min_rule_score:
                     decisions[first: last + 1] = False
+        # A frame breaks a rule only where its own evidence supports it, not because smoothing
+        # carried a neighbour's score over it.
+        support = config.min_rule_score if config.min_rule_score is not None else config.threshold
         frames = [FrameResult(index=i, score=float(smoothed[i]), raw_score=float(raw[i]),
                               rule_score=float(rule_values[i]), anomalous=bool(decisions[i]),
                               source=sources[i], evidence=evidence[i],
                               broken_rules=[broken[i].split(": ", 1)[1]] if decisions[i] and broken[i]
-                              and broken[i].startswith("anomaly") else []).model_dump()
+                              and broken[i].startswith("anomaly") and rule_values[i] >= support else []).model_dump()
                   for i in range(len(raw))]
         return {"frames": frames}
 
@@ -227,22 +243,29 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
         explainable = min(config.explain_events,
                           (_budget(state, config) - (state.get("usage") or {}).get("llm_calls", 0)) // 2)
         for span in anomalous_spans([frame.anomalous for frame in frames]):
-            peak = max(range(span[0], span[1] + 1), key=lambda i: frames[i].score)
+            span_frames = range(span[0], span[1] + 1)
+            peak = max(span_frames, key=lambda i: frames[i].score)
+            # Smoothing moves the score's peak away from the evidence: the event is explained from
+            # the frame whose own rule score is highest, not from the peak of the plot.
+            support = max(span_frames, key=lambda i: (frames[i].rule_score or 0.0, frames[i].score))
             rule_counts = Counter(rule for frame in frames[span[0]: span[1] + 1] for rule in frame.broken_rules)
             event = Event(start=span[0], end=span[1], peak_frame=peak, peak_score=frames[peak].score,
-                          broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
+                          evidence_frame=support, broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
+            caption = state["captions"][support]
             if len(events) < explainable:
                 try:
-                    answer, named = deduce_frame(state["captions"][peak], frames[peak].evidence or "",
-                                                 _relevant_rules(rules, state["captions"][peak], runtime,
-                                                                 config.max_rules), runtime.gateway)
-                    event.reason = answer.reason
-                    event.broken_rules = named or event.broken_rules
+                    answer, named = deduce_frame(caption, frames[support].evidence or "",
+                                                 _relevant_rules(rules, caption, runtime, config.max_rules),
+                                                 runtime.gateway)
+                    event.reason = grounded_reason(answer.reason, caption, frames[support])
+                    # the model may name a rule; the frames' own matches stay when it names none of them
+                    agreed = [rule for rule in named if rule in event.broken_rules]
+                    event.broken_rules = (agreed + [r for r in event.broken_rules if r not in agreed]
+                                          if event.broken_rules else named)
                 except SleuthError:
                     pass  # the event keeps the rules its frames matched
-            if event.reason is None and frames[peak].evidence:
-                event.reason = (f"'{frames[peak].evidence}' matches the anomaly rule "
-                                f"'{event.broken_rules[0]}'" if event.broken_rules else None)
+            if event.reason is None and event.broken_rules:
+                event.reason = template_reason(caption, frames[support], event.broken_rules[0])
             events.append(event)
         for event in events:  # a new list: node inputs are not mutated
             for index in range(event.start, event.end + 1):
@@ -265,6 +288,32 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     graph.add_edge("score", "explain")
     graph.add_edge("explain", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def template_reason(caption: str, frame: FrameResult, rule: str) -> str:
+    """A reason built from the evidence alone: what the caption says and the rule it breaks."""
+    clause = frame.evidence or caption
+    if frame.source == "keyword":  # the evidence is the keywords: quote the clause that names them
+        words = [word.strip() for word in clause.split(",")]
+        clause = next((piece for piece in evidence_pieces(caption) if any(w in piece.lower() for w in words)), clause)
+    return f"Frame {frame.index}: the caption says '{clause}', which the anomaly rule '{rule}' covers."
+
+
+def grounded_reason(reason: str | None, caption: str, frame: FrameResult) -> str | None:
+    """The model's reason for an event when it is true to the caption and names what the frame's
+    evidence names; None otherwise (the caller then states the evidence itself)."""
+    if not reason:
+        return None
+    evidence = Evidence(frames=[frame.index], times=[], captions=[caption], anomalous=True)
+    kept, _ = clean([reason], evidence)
+    text = kept[0].strip() if kept else ""
+    if not text:
+        return None
+    if frame.source == "keyword" and frame.evidence:
+        named = KeywordMatcher.from_keywords([word.strip() for word in frame.evidence.split(",")]).match(text)
+        if not named:  # a reason that does not mention what was seen explains nothing
+            return None
+    return text
 
 
 def _relevant_rules(rules: RuleSet, caption: str, runtime: Runtime, limit: int) -> RuleSet:

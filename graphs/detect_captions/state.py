@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ScoreSource = Literal["llm", "reused", "cheap", "fallback"]
+ScoreSource = Literal["keyword", "llm", "reused", "cheap", "fallback"]
 
 
 class FrameResult(BaseModel):
@@ -19,7 +19,8 @@ class FrameResult(BaseModel):
                                      "the proposer and smoothing.")
     anomalous: bool = Field(description="Decision after smoothing.")
     source: ScoreSource = Field(
-        description="llm: judged by the LLM; reused: a judgment of an identical or near-identical "
+        description="keyword: the caption names a keyword of an anomaly rule; llm: judged by the LLM; "
+        "reused: a judgment of an identical or near-identical "
         "caption piece was reused; cheap: scored from cheap signals only (the gate let it pass); "
         "fallback: the LLM answer stayed invalid, so cheap signals scored it.")
     broken_rules: list[str] = Field(default_factory=list)
@@ -34,6 +35,8 @@ class Event(BaseModel):
     end: int = Field(description="Last frame of the span (inclusive).")
     peak_frame: int
     peak_score: float
+    evidence_frame: int | None = Field(default=None, description="The frame whose own rule score is highest: what "
+                                       "the event is explained from (the score's peak can lag it after smoothing).")
     broken_rules: list[str] = Field(default_factory=list)
     reason: str | None = None
 
