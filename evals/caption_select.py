@@ -89,17 +89,17 @@ def signals(dataset: CaptionDataset, runtime: Any) -> dict[str, tuple[np.ndarray
     from sleuth.graphs.detect_captions import detect_captions
 
     rules = read_rules(dataset.root / "rules.txt", scene=dataset.name)
+    # One run with both signals at weight 1: a keyword frame is marked by its source, and the
+    # rule score (hit + margin) / 2 gives the margin back.
+    config = DetectConfig(smoothing="none", explain_events=0, llm_weight=0.0, min_rule_score=None,
+                          keyword_weight=1.0, embedding_weight=1.0)
     out = {}
     for video in dataset.videos:
-        per_signal = []
-        for weights in ({"keyword_weight": 1.0, "embedding_weight": 0.0},
-                        {"keyword_weight": 0.0, "embedding_weight": 1.0}):
-            config = DetectConfig(smoothing="none", explain_events=0, llm_weight=0.0, min_rule_score=None, **weights)
-            result = detect_captions(video.captions, video=video.id, scene=dataset.name, rules=rules, config=config,
-                                     runtime=runtime, thread_id=f"caption-select:{dataset.name}:{video.id}:"
-                                     f"{weights['keyword_weight']:g}")
-            per_signal.append(np.array([frame.rule_score or 0.0 for frame in result.frames]))
-        out[video.id] = (per_signal[0], per_signal[1])
+        result = detect_captions(video.captions, video=video.id, scene=dataset.name, rules=rules, config=config,
+                                 runtime=runtime, thread_id=f"caption-select:{dataset.name}:{video.id}")
+        hits = np.array([frame.source == "keyword" for frame in result.frames], dtype=float)
+        rule_scores = np.array([frame.rule_score or 0.0 for frame in result.frames])
+        out[video.id] = (hits, 2 * rule_scores - hits)
     return out
 
 

@@ -207,7 +207,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 value = (config.keyword_weight * bool(found) + config.embedding_weight * value) / weights
             if found:  # the caption names the rule: that is the evidence, not the nearest embedding
                 piece, source = ", ".join(found), "keyword"
-                rule = f"anomaly: {keywords.rules_of(found)[0]}" if keywords.rules_of(found) else rule
+                named = keywords.rules_of(found)
+                rule = f"anomaly: {named[0]}" if named else rule
             rule_values.append(value)
             if proposer is not None:
                 value = (1 - config.proposer_weight) * value + config.proposer_weight * float(proposer[index])
