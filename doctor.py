@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from sleuth.config import Settings, config_files
@@ -69,6 +69,24 @@ def check_config(settings: Settings) -> list[Check]:
             Check("cache", "ok" if _writable(settings.cache_dir) else "fail", str(settings.cache_dir))]
 
 
+def _check_joined(model: Any, cache_dir: Path, role: str) -> Check:
+    """The joined packaged model hashed whole against its pinned SHA-256, joined again when it differs."""
+    from sleuth.llm import packaged
+
+    parts = f"{model.description}, {len(model.parts)} parts {model.dist_prefix}1..{len(model.parts)}=={model.version}"
+    target = packaged.joined_path(model, cache_dir)
+    if not target.exists():
+        return Check(f"{role} file", "ok", f"{parts}; not joined yet (joined and verified on first use)")
+    if packaged.cached_and_verified(model, cache_dir, full=True):
+        return Check(f"{role} file", "ok", f"{parts}; {target}: whole-file SHA-256 verified")
+    try:
+        packaged.ensure_joined(model, cache_dir, full=True)
+    except SleuthError as exc:
+        return Check(f"{role} file", "fail", f"{target} is corrupt and joining it again failed: {exc.one_line()}")
+    return Check(f"{role} file", "warn", f"{target} was not the verified file (changed or corrupt): "
+                 "joined again from the parts and verified")
+
+
 def check_llm(settings: Settings, role: str = "llm") -> list[Check]:
     from sleuth.llm import packaged
     from sleuth.llm.gateway import Gateway
@@ -84,11 +102,9 @@ def check_llm(settings: Settings, role: str = "llm") -> list[Check]:
         problems = packaged.parts_status(model)
         if problems:
             return [Check(role, "fail", f"{problems[0]} ({model.install_hint})")]
-        cached = packaged.cached_and_verified(model, settings.cache_dir)
-        checks.append(Check(f"{role} file", "ok", f"{model.description}, {len(model.parts)} parts "
-                            f"{model.dist_prefix}1..{len(model.parts)}=={model.version}; "
-                            + (f"joined and verified at {cached}" if cached
-                               else "not joined yet (joined and verified on first use)")))
+        checks.append(_check_joined(model, settings.cache_dir, role))
+        if checks[-1].status == "fail":
+            return checks
     gateway = Gateway(settings)
     started = time.perf_counter()
     try:

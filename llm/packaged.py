@@ -11,13 +11,19 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from sleuth.errors import ChecksumError, ModelFileError
 
+logger = logging.getLogger("sleuth.llm.packaged")
 _CHUNK = 1 << 22
+_EDGE = 1 << 20  # content_sample: the first and last MiB
+_BLOCK = 1 << 16  # ... and _BLOCKS blocks of 64 KiB between them
+_BLOCKS = 256
+_SAMPLE_WHOLE = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -159,34 +165,83 @@ def _stamp_path(target: Path) -> Path:
     return target.with_suffix(target.suffix + ".verified.json")
 
 
+def joined_path(model: PackagedModel, cache_dir: Path) -> Path:
+    """Where the joined GGUF of ``model`` lives in ``cache_dir``."""
+    return cache_dir / "models" / f"{model.name}.gguf"
+
+
+def content_sample(path: Path) -> str:
+    """SHA-256 of the file's size, its first and last MiB and 256 blocks of 64 KiB spread evenly
+    between them (about 18 MB read, tens of milliseconds): a check that looks at the content, so
+    a file changed in place with its size and mtime restored does not pass. Files under 32 MiB
+    are hashed whole."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        if size <= _SAMPLE_WHOLE:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+            return digest.hexdigest()
+        span = size - 2 * _EDGE - _BLOCK
+        reads = [(0, _EDGE), *((_EDGE + span * i // (_BLOCKS - 1), _BLOCK) for i in range(_BLOCKS)),
+                 (size - _EDGE, _EDGE)]
+        for offset, length in reads:
+            handle.seek(offset)
+            digest.update(handle.read(length))
+    return digest.hexdigest()
+
+
+def full_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _stamp_for(target: Path, sha256: str) -> dict[str, object]:
-    stat = target.stat()
-    return {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"sha256": sha256, "size": target.stat().st_size, "sample": content_sample(target)}
 
 
-def cached_and_verified(model: PackagedModel, cache_dir: Path) -> Path | None:
-    """The joined file if it exists and its stamp matches (no rehash), else None."""
-    target = cache_dir / "models" / f"{model.name}.gguf"
+def cached_and_verified(model: PackagedModel, cache_dir: Path, *, full: bool = False) -> Path | None:
+    """The joined file if it exists and its content still matches what was verified at the join,
+    else None. By default the content is sampled (:func:`content_sample`); ``full`` hashes the
+    whole file against the pinned SHA-256 (``sleuth doctor``)."""
+    target = joined_path(model, cache_dir)
     stamp = _stamp_path(target)
     if not (target.is_file() and stamp.is_file()):
         return None
     try:
         recorded = json.loads(stamp.read_text())
-    except (OSError, ValueError):
+        if recorded.get("sha256") != model.sha256 or recorded.get("size") != model.size:
+            return None
+        if target.stat().st_size != model.size or content_sample(target) != recorded.get("sample"):
+            return None
+        if full and full_sha256(target) != model.sha256:
+            return None
+    except (OSError, ValueError, AttributeError):
         return None
-    return target if recorded == _stamp_for(target, model.sha256) else None
+    return target
 
 
-def ensure_joined(model: PackagedModel, cache_dir: Path) -> Path:
-    """Join the parts into ``cache_dir/models/<name>.gguf`` once, verifying every SHA-256.
+def ensure_joined(model: PackagedModel, cache_dir: Path, *, full: bool = False) -> Path:
+    """Join the parts into ``cache_dir/models/<name>.gguf`` once, verifying every SHA-256; a joined
+    file whose content no longer matches (:func:`cached_and_verified`, sampled, or whole with
+    ``full``) is joined again.
 
     The join writes to a temporary file and renames it only after the whole-file hash matches,
     so an interrupted or corrupt join never leaves a file that looks valid.
     """
-    ready = cached_and_verified(model, cache_dir)
+    ready = cached_and_verified(model, cache_dir, full=full)
     if ready:
         return ready
-    target = cache_dir / "models" / f"{model.name}.gguf"
+    target = joined_path(model, cache_dir)
+    if target.is_file():
+        if target.stat().st_size == model.size and full_sha256(target) == model.sha256:
+            _stamp_path(target).write_text(json.dumps(_stamp_for(target, model.sha256)))
+            return target  # right content, stale or missing stamp (e.g. written by an older version)
+        logger.warning("%s: the cached model %s is not the verified file (changed or corrupt); joining it again",
+                       model.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     whole = hashlib.sha256()

@@ -105,3 +105,91 @@ def test_explicit_gguf_paths_are_checked(tmp_path: Path) -> None:
         packaged.resolve_gguf(None, not_gguf, tmp_path)
     with pytest.raises(ModelFileError, match="not a packaged model"):
         packaged.resolve_gguf("gpt-17", None, tmp_path)
+
+
+@pytest.fixture
+def big_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PackagedModel:
+    """Over the size that content_sample hashes whole, so the sampled check is the one tested."""
+    import random
+
+    rng = random.Random(7)
+    payloads = [b"GGUF" + rng.randbytes(20 << 20), rng.randbytes(20 << 20)]
+    prefix = f"sleuth-big-part-{tmp_path.name[-6:].replace('-', '')}x"
+    install_fake_parts(tmp_path / "site", prefix, payloads)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return PackagedModel(
+        name="big-model", description="big", dist_prefix=prefix, version="1.0",
+        parts=tuple(Part(f"part{i:02d}.bin", len(p), hashlib.sha256(p).hexdigest())
+                    for i, p in enumerate(payloads, start=1)),
+        sha256=hashlib.sha256(b"".join(payloads)).hexdigest(), install_hint="reinstall the fake parts")
+
+
+def _tamper(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite bytes in place and put the size and mtime back, as a careless copy or a bad disk would."""
+    import os
+
+    stat = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+@pytest.mark.parametrize("where", ["middle", "header"])
+def test_content_changed_in_place_is_caught_and_joined_again(big_model: PackagedModel, tmp_path: Path,
+                                                             where: str) -> None:
+    """Issue 18: the same size with bytes randomised in the middle (mtime restored) answered
+    'GGGG'; a zeroed header failed on every run and was never joined again."""
+    import random
+
+    cache = tmp_path / "cache"
+    path = packaged.ensure_joined(big_model, cache)
+    if where == "middle":
+        _tamper(path, 15 << 20, random.Random(1).randbytes(5 << 20))
+    else:
+        _tamper(path, 0, bytes(4096))
+    assert packaged.cached_and_verified(big_model, cache) is None
+    assert packaged.ensure_joined(big_model, cache) == path
+    assert packaged.full_sha256(path) == big_model.sha256
+    assert packaged.cached_and_verified(big_model, cache) == path
+
+
+def test_the_full_check_catches_what_sampling_skips(big_model: PackagedModel, tmp_path: Path) -> None:
+    """A byte between the sampled blocks passes the cheap check; ``full`` (what doctor runs) does not."""
+    cache = tmp_path / "cache"
+    path = packaged.ensure_joined(big_model, cache)
+    _tamper(path, (1 << 20) + (1 << 16) + 10, b"\x00")  # just after the first sampled block
+    assert packaged.cached_and_verified(big_model, cache) == path
+    assert packaged.cached_and_verified(big_model, cache, full=True) is None
+    packaged.ensure_joined(big_model, cache, full=True)
+    assert packaged.full_sha256(path) == big_model.sha256
+
+
+def test_doctor_hashes_the_whole_file_and_joins_a_corrupt_one_again(big_model: PackagedModel,
+                                                                   tmp_path: Path) -> None:
+    from sleuth.doctor import _check_joined
+
+    cache = tmp_path / "cache"
+    assert "not joined yet" in _check_joined(big_model, cache, "llm").detail
+    path = packaged.ensure_joined(big_model, cache)
+    assert "whole-file SHA-256 verified" in _check_joined(big_model, cache, "llm").detail
+    _tamper(path, 30 << 20, b"\xff" * 8)
+    check = _check_joined(big_model, cache, "llm")
+    assert check.status == "warn" and "joined again" in check.detail
+    assert packaged.full_sha256(path) == big_model.sha256
+
+
+def test_a_stamp_from_an_older_version_is_renewed_without_a_new_join(big_model: PackagedModel,
+                                                                     tmp_path: Path) -> None:
+    import json
+
+    cache = tmp_path / "cache"
+    path = packaged.ensure_joined(big_model, cache)
+    stamp = path.with_suffix(".gguf.verified.json")
+    stamp.write_text(json.dumps({"sha256": big_model.sha256, "size": big_model.size, "mtime_ns": 1}))
+    inode = path.stat().st_ino
+    assert packaged.cached_and_verified(big_model, cache) is None
+    assert packaged.ensure_joined(big_model, cache) == path
+    assert path.stat().st_ino == inode  # the same file, not a new join
+    assert "sample" in json.loads(stamp.read_text())
