@@ -2,8 +2,9 @@
 
 The chat agent, the HTTP API and the web chat take video paths from people and from a model;
 every such path goes through :func:`resolve_data_path`, which resolves symlinks and ``..`` first,
-so no request can read outside ``settings.data_dirs`` (or the current folder when none is
-configured) and ``<data_dir>/uploads``.
+so no request can read outside ``settings.data_dirs`` and ``<data_dir>/uploads``. On the command
+line, no configured data folder means the current folder; a server (the API, the web chat) never
+falls back to the folder it was started from (:func:`for_serving`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def within(path: str | Path, roots: list[Path]) -> Path | None:
     """``path`` resolved (symlinks and ``..`` first) when it lies under one of ``roots``, else None."""
     resolved = Path(path).expanduser().resolve()
     return resolved if any(resolved.is_relative_to(Path(root).resolve()) for root in roots) else None
+
+
+def for_serving(settings: Settings) -> Settings:
+    """``settings`` for a server: with no data folder configured, only the uploads folder is readable
+    (not the folder the server was started from, which may hold keys and dotfiles)."""
+    if settings.data_dirs:
+        return settings
+    return settings.model_copy(update={"data_dirs": [uploads_dir(settings)]})
 
 
 def allowed_roots(settings: Settings) -> list[Path]:

@@ -1,18 +1,22 @@
 """``sleuth serve api``: the HTTP API (OpenAPI at /docs) under uvicorn, or as a Ray Serve app with ``--ray``.
 
-Without ``SLEUTH_API_KEY`` in the environment, anyone who reaches the port can use the API, so
-the default host is loopback and a warning is printed; set the key before binding elsewhere.
+The API always needs a key: ``SLEUTH_API_KEY``, or one generated for the run and printed here.
+It answers only its own host names and same-origin requests (:mod:`sleuth.serve.access`). Binding
+to a non-loopback address prints a warning: the key then travels over plain HTTP.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from sleuth.cli.runner import err, request
+
+if TYPE_CHECKING:
+    from sleuth.config import Settings
+    from sleuth.serve.access import Access
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -24,31 +28,41 @@ def api(
                                       "local or joined Ray cluster instead of running uvicorn here.")] = False,
 ) -> None:
     """Serve the HTTP API: upload videos, run detect jobs, fetch events and reports, chat (SSE)."""
-    from sleuth.serve.api import API_KEY_ENV
+    from sleuth.serve.access import HOSTS_ENV, KEY_ENV, Access
 
-    if not os.environ.get(API_KEY_ENV):
-        where = "only this machine can reach it" if _loopback(host) else "ANYONE who reaches this host can use it"
-        err.print(f"[yellow]warning:[/] {API_KEY_ENV} is not set: the API needs no key ({where}); "
-                  f"set {API_KEY_ENV} to require one")
+    access = Access.for_server(host)
+    announce_access(access, host, "API")
     if ray:
+        os.environ[KEY_ENV] = access.token  # the replicas of a Ray started here inherit the environment
+        os.environ[HOSTS_ENV] = ",".join(access.hosts)
         _serve_on_ray(host, port)
         return
     import uvicorn
     from sleuth.serve.api import create_api
 
     with request("serve api") as settings:
-        app = create_api(settings)
+        app = create_api(settings, access=access)
+        warn_about_folders(settings)
     out.print(f"Sleuth API on http://{host}:{port}/v1 (docs: http://{host}:{port}/docs); Ctrl-C to stop")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def announce_access(access: Access, host: str, what: str, *, show_key: bool = True) -> None:
+    """Say how to authenticate (the generated key, once) and warn about a non-loopback address."""
+    from sleuth.serve.access import KEY_ENV, is_loopback
+
+    if access.generated and show_key:
+        err.print(f"{what} key for this run (no {KEY_ENV} set): [bold]{access.token}[/]")
+    if not is_loopback(host):
+        err.print(f"[bold yellow]warning:[/] listening on {host}: other machines can reach the {what} over plain "
+                  f"HTTP, and the key with it; prefer 127.0.0.1 behind an HTTPS proxy. Host names accepted: "
+                  f"{', '.join(access.hosts)}")
+
+
+def warn_about_folders(settings: Settings) -> None:
+    if not settings.data_dirs:
+        err.print("[dim]no data folders configured: only uploaded videos can be read (add folders with "
+                  "data_dirs in sleuth.toml or SLEUTH_DATA_DIRS)[/]")
 
 
 def _serve_on_ray(host: str, port: int) -> None:

@@ -1,7 +1,8 @@
 """``sleuth ui``: the investigate agent as a chat in the browser (Gradio, served from this machine).
 
-Prints the local address and serves until Ctrl-C. Nothing is fetched from the internet; the
-page works offline. Each browser tab keeps its own thread (``?thread=ID`` reopens one).
+Prints the local address (with the token the page needs) and serves until Ctrl-C. Nothing is
+fetched from the internet; the page works offline. Each browser tab keeps its own thread
+(``?thread=ID`` reopens one).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def ui(
     model: Annotated[str | None, typer.Option(help="LLM (e.g. qwen2.5-coder-1.5b); default: configured.")] = None,
 ) -> None:
     """Chat with the investigate agent in the browser: streaming answers, tool steps, frames inline, video upload."""
+    from sleuth.cli.api import announce_access, warn_about_folders
+    from sleuth.datapaths import for_serving
     from sleuth.graphs.runtime import Runtime
+    from sleuth.serve.access import Access
     from sleuth.serve.webchat import ChatSession, launch_ui
 
     runtimes: list[Runtime] = []
@@ -30,12 +34,15 @@ def ui(
     def investigator() -> ChatSession:  # made on the first page load, closed on exit
         from sleuth.graphs.investigate import Investigator
 
-        runtimes.append(Runtime.from_settings(settings, model=model))
+        runtimes.append(Runtime.from_settings(for_serving(settings), model=model))
         return Investigator(runtimes[-1])
 
+    access = Access.for_server(host)
     with request("ui") as settings:
-        demo = launch_ui(settings, host=host, port=port, investigator_factory=investigator)
-    out.print(f"Sleuth web chat: {demo.local_url}")
+        warn_about_folders(settings)
+        demo = launch_ui(settings, host=host, port=port, investigator_factory=investigator, access=access)
+    announce_access(access, host, "web chat", show_key=False)
+    out.print(f"Sleuth web chat: {demo.sleuth_url}")
     err.print("[dim]Ctrl-C to stop[/]")
     try:
         demo.block_thread()  # returns on Ctrl-C

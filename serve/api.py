@@ -6,8 +6,13 @@ Serve ingress of :mod:`sleuth.serve.api_ingress`.
 
 Safety rules, all enforced here:
 
-- **API key**: when ``SLEUTH_API_KEY`` is set, every ``/v1`` endpoint but ``/v1/health`` needs
-  ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared in constant time); 401 otherwise.
+- **Closed by default** (:mod:`sleuth.serve.access`): every ``/v1`` endpoint but ``/v1/health``
+  needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared in constant time; 401
+  otherwise), the key being ``SLEUTH_API_KEY`` or, when it is not set, a token generated for the run
+  (``sleuth serve api`` prints it). Requests with a foreign ``Host`` (DNS rebinding) get 421 and
+  requests from another origin 403, on every path, before any route runs; no CORS headers.
+- **Folders**: without configured data folders the API reads only its uploads, never the folder it
+  was started from (:func:`sleuth.datapaths.for_serving`).
 - **Sizes**: request bodies are capped (``SLEUTH_API_MAX_BODY_KB``, 1 MB), uploads too
   (``SLEUTH_API_MAX_UPLOAD_MB``, 512 MB, streamed to disk as they arrive) -> 413; chat messages
   longer than ``SLEUTH_API_MAX_MESSAGE_CHARS`` -> 422.
@@ -37,18 +42,20 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field
 from sleuth import __version__
 from sleuth.config import Settings, load_settings
-from sleuth.datapaths import chat_dir, jobs_dir, resolve_data_path, uploads_dir, within
+from sleuth.datapaths import chat_dir, for_serving, jobs_dir, resolve_data_path, uploads_dir, within
 from sleuth.errors import SleuthError
 from sleuth.graphs.investigate.session import ChatEvent
 from sleuth.graphs.investigate.tools import VIDEO_SUFFIXES
+from sleuth.serve.access import KEY_ENV, Access, AccessGuard
 from sleuth.serve.jobs import DetectJobRequest, Job, JobNotDone, JobNotFound, JobStatus, JobStore
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("sleuth.serve.api")
 
-API_KEY_ENV = "SLEUTH_API_KEY"
+API_KEY_ENV = KEY_ENV
 OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".html", ".json")
 THREAD_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _THREAD_ID = re.compile(THREAD_PATTERN)
@@ -115,7 +122,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str = __version__
-    auth: bool = Field(description="Whether the other endpoints need an API key.")
+    auth: bool = Field(default=True, description="Whether the other endpoints need an API key (always).")
 
 
 class SceneInfo(BaseModel):
@@ -252,7 +259,7 @@ class BodySizeLimit:
 class _State:
     """What the endpoints share: settings, limits, key, job store, the (lazy) investigator."""
 
-    def __init__(self, settings: Settings, limits: ApiLimits, api_key: str | None, jobs: JobStore,
+    def __init__(self, settings: Settings, limits: ApiLimits, api_key: str, jobs: JobStore,
                  investigator: Any, make_investigator: Callable[[], Any] | None) -> None:
         self.settings = settings
         self.limits = limits
@@ -291,19 +298,20 @@ class _State:
 
 
 def create_api(settings: Settings | None = None, *, investigator: Any = None, jobs: JobStore | None = None,
-               limits: ApiLimits | None = None, make_investigator: Callable[[], Any] | None = None) -> FastAPI:
+               limits: ApiLimits | None = None, make_investigator: Callable[[], Any] | None = None,
+               access: Access | None = None) -> FastAPI:
     """The API app. ``investigator`` (an :class:`~sleuth.graphs.investigate.Investigator` or anything with
     its methods) and ``jobs`` default to ones built from ``settings``: the investigator on the first chat
     (or with ``make_investigator``), the job store now. ``limits`` default to :meth:`ApiLimits.from_env`;
-    the API key is read from ``SLEUTH_API_KEY`` now."""
-    settings = settings or load_settings()
+    ``access`` (the key, Host names and trusted origins) to :meth:`Access.for_server` on loopback, which
+    reads ``SLEUTH_API_KEY`` now and generates a key when it is not set."""
+    settings = for_serving(settings or load_settings())
     limits = limits or ApiLimits.from_env()
-    api_key = os.environ.get(API_KEY_ENV) or None
+    access = access or Access.for_server()
     owned_jobs = jobs is None
-    state = _State(settings, limits, api_key, jobs or JobStore(settings), investigator, make_investigator)
-    if api_key is None:
-        logger.warning("%s is not set: the API accepts requests without a key (bind it to loopback only)",
-                       API_KEY_ENV)
+    state = _State(settings, limits, access.token, jobs or JobStore(settings), investigator, make_investigator)
+    if access.generated:
+        logger.warning("%s is not set: the API takes only the key generated for this app", API_KEY_ENV)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -318,9 +326,10 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
                   "fetch its events and report, and chat with the investigate agent (server-sent events). "
                   f"When {API_KEY_ENV} is set on the server, send it as `Authorization: Bearer <key>` or "
                   "`X-API-Key: <key>`.",
-                  openapi_url="/v1/openapi.json", docs_url="/docs", redoc_url=None)
+                  openapi_url="/v1/openapi.json", docs_url=None, redoc_url=None)
     app.state.sleuth = state
     _handle_errors(app)
+    _offline_docs(app)
     upload_path = "/v1/videos"
     app.add_middleware(
         BodySizeLimit, limit=limits.body_bytes, per_path={upload_path: limits.upload_bytes + _MULTIPART_SLACK},
@@ -328,11 +337,10 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
                    "send less (SLEUTH_API_MAX_BODY_KB on the server raises the limit)"),
               upload_path: (f"the video is over the {limits.max_upload_mb:g} MB upload limit",
                             "cut it shorter or raise SLEUTH_API_MAX_UPLOAD_MB on the server")})
+    app.add_middleware(AccessGuard, access=access)  # outermost: Host and Origin before anything else
 
     def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
                   key: Annotated[str | None, Depends(_KEY_HEADER)]) -> None:
-        if state.api_key is None:
-            return
         given = (credentials.credentials if credentials else None) or key or ""
         if not secrets.compare_digest(given.encode(), state.api_key.encode()):
             raise ApiError(401, "missing or wrong API key" if given else "this API needs a key",
@@ -344,7 +352,7 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
     @open_routes.get("/health", response_model=Health, tags=["service"])
     def health() -> Health:
         """Liveness; needs no key."""
-        return Health(auth=state.api_key is not None)
+        return Health()
 
     @routes.get("/scenes", response_model=ScenesResponse, tags=["service"])
     def scenes() -> ScenesResponse:
@@ -533,6 +541,9 @@ async def _receive_upload(request: Request, folder: Path, limits: ApiLimits) -> 
             parser.write(chunk)
         parser.finalize()
         return upload.finish()
+    except ClientDisconnect:
+        logger.info("an upload was aborted by the client after %d bytes; nothing was kept", upload.size)
+        raise ApiError(400, "the upload was aborted before it ended", hint="send it again") from None
     finally:
         upload.discard()
 
@@ -629,6 +640,40 @@ class _Upload:
             self.partial.unlink(missing_ok=True)
 
 
+def swagger_assets() -> Path | None:
+    """The Swagger UI files the pinned litellm wheel ships (found without importing litellm), if present."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        assets = Path(folder) / "proxy" / "swagger"
+        if (assets / "swagger-ui-bundle.js").is_file() and (assets / "swagger-ui.css").is_file():
+            return assets
+    return None
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI served from this machine (nothing from a CDN), so it works offline; without
+    the files, a page that links the spec."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+
+    assets = swagger_assets()
+    if assets is not None:
+        app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if assets is None:
+            return HTMLResponse("<!doctype html><title>Sleuth API</title><p>The API is described by its "
+                                "<a href='/v1/openapi.json'>OpenAPI spec</a>.</p>")
+        return get_swagger_ui_html(openapi_url="/v1/openapi.json", title="Sleuth API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon.png")
+
+
 def _handle_errors(app: FastAPI) -> None:
     """Every error as ``{"error", "hint"}``; never a traceback."""
 
@@ -653,6 +698,12 @@ def _handle_errors(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            position = next((part for part in first.get("loc", ()) if isinstance(part, int)), None)
+            where = f" (at character {position})" if position is not None else ""
+            cause = (first.get("ctx") or {}).get("error")
+            return _error(422, f"the body is not valid JSON{where}" + (f": {cause}" if cause else ""),
+                          "send a JSON object, with Content-Type: application/json; see the schema at /docs")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")

@@ -3,8 +3,10 @@
 A Serve config names the application with ``import_path: sleuth.serve.api_ingress:build_api_app``
 and the same ``args`` as the tools app: ``config`` (a sleuth.toml path on the replica's node) and
 ``settings`` (nested overrides). ``sleuth serve api --ray`` deploys it as ``sleuth-api`` at route
-prefix ``/``. Replicas read ``SLEUTH_API_KEY`` and the ``SLEUTH_API_*`` limits from their own
-environment (keys never travel in the config).
+prefix ``/``. Replicas read ``SLEUTH_API_KEY``, ``SLEUTH_ALLOWED_HOSTS`` and the ``SLEUTH_API_*``
+limits from their own environment (keys never travel in the config); ``sleuth serve api --ray`` sets
+the first two for a Ray it starts. A replica without ``SLEUTH_API_KEY`` generates a key nobody
+knows, so on a cluster of your own, set it in the cluster's environment.
 
 Ray builds an ingress's FastAPI app on the replica by calling a function with no arguments after
 the deployment's constructor has run, so the constructor builds the app from its ``args`` and

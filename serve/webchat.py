@@ -10,6 +10,12 @@ or a change to stored state, Approve / Decline buttons answer it through :meth:`
 
 Nothing is fetched from the internet at run time: analytics are off, the theme uses the fonts
 bundled with Gradio (or the system's), and ``share`` stays off unless asked for.
+
+The page is closed by default (:mod:`sleuth.serve.access`): every route, Gradio's file routes
+included, needs the server's token (``SLEUTH_API_KEY``, or one generated at start and carried by
+the printed address, then kept in a SameSite=Strict cookie); foreign ``Host`` names and requests
+from other origins are refused; files are served only from the data folders, the uploads and the
+chat's own files, never from the folder the server was started from.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry calls
 
 import gradio as gr  # noqa: E402
 from sleuth.config import Settings  # noqa: E402
-from sleuth.datapaths import allowed_roots, chat_dir, uploads_dir, within  # noqa: E402
+from sleuth.datapaths import allowed_roots, chat_dir, for_serving, uploads_dir, within  # noqa: E402
 from sleuth.errors import SleuthError  # noqa: E402
+from sleuth.serve.access import Access, AccessGuard  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 if TYPE_CHECKING:
     from sleuth.graphs.investigate import ChatEvent
@@ -315,13 +324,22 @@ def _check_port(host: str, port: int) -> None:
                               hint="is another `sleuth ui` running? pick another with --port") from None
 
 
+STARTUP_PATH = "/gradio_api/startup-events"  # Gradio calls it without the token while it starts
+
+
 def launch_ui(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False, *,
-              investigator_factory: Callable[[], ChatSession] | None = None) -> gr.Blocks:
+              investigator_factory: Callable[[], ChatSession] | None = None,
+              access: Access | None = None) -> gr.Blocks:
     """Start the web chat server in the background and return the running Blocks.
 
-    ``demo.local_url`` is the address to open; ``demo.block_thread()`` serves until Ctrl-C and
+    ``demo.sleuth_url`` is the address to open (it carries the token of ``access``, by default
+    :meth:`Access.for_server` of ``host``); ``demo.block_thread()`` serves until Ctrl-C and
     ``demo.close()`` stops it. Raises :class:`SleuthError` when the port is taken.
     """
+    settings = for_serving(settings)
+    access = access or Access.for_server(host)
+    guard = Middleware(AccessGuard, access=access, token_required=True, cookie=f"sleuth-ui-{port}",
+                       open_paths=[STARTUP_PATH], hint="open the address `sleuth ui` printed (it carries the token)")
     if investigator_factory is None:
         def investigator_factory() -> ChatSession:
             from sleuth.graphs.investigate import Investigator
@@ -335,8 +353,9 @@ def launch_ui(settings: Settings, host: str = "127.0.0.1", port: int = 7860, sha
     try:
         demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
                     inbrowser=False, show_error=True, allowed_paths=[str(root) for root in served_roots(settings)],
-                    theme=theme(), footer_links=[])
+                    theme=theme(), footer_links=[], app_kwargs={"middleware": [guard]})
     except OSError as exc:
         raise SleuthError(f"cannot listen on {host}:{port} ({exc})",
                           hint="is another `sleuth ui` running? pick another with --port") from None
+    demo.sleuth_url = f"{demo.local_url.rstrip('/')}/?{urlencode({'token': access.token})}"  # type: ignore[attr-defined]
     return demo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from sleuth.config import Settings, load_settings
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect import DetectReport, FrameScore, VideoEvent
 from sleuth.graphs.investigate import ChatEvent
+from sleuth.serve.access import Access
 from sleuth.serve.api import ApiLimits, create_api
 from sleuth.serve.jobs import DetectJobRequest, JobStore
 
@@ -125,10 +127,12 @@ def settings(folders: dict[str, Path]) -> Settings:
 
 
 def client_for(settings: Settings, *, detect: Any = None, investigator: Any = None,
-               limits: ApiLimits | None = None) -> tuple[TestClient, JobStore]:
+               limits: ApiLimits | None = None, keyed: bool = True) -> tuple[TestClient, JobStore]:
+    """A client of an API whose key is KEY; it sends the key unless ``keyed`` is False."""
     jobs = JobStore(settings, detect=detect or FakeDetect())
-    app = create_api(settings, jobs=jobs, investigator=investigator or FakeInvestigator(), limits=limits)
-    return TestClient(app), jobs
+    app = create_api(settings, jobs=jobs, investigator=investigator or FakeInvestigator(), limits=limits,
+                     access=Access(token=KEY))
+    return TestClient(app, base_url="http://127.0.0.1:8080", headers={"X-API-Key": KEY} if keyed else None), jobs
 
 
 def wait_for(client: TestClient, job_id: str, status: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -158,14 +162,13 @@ def sse(response: Any) -> list[tuple[str, dict[str, Any]]]:
 
 # -- keys ---------------------------------------------------------------------------------------
 
-def test_with_a_key_set_every_endpoint_but_health_needs_it(settings: Settings,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLEUTH_API_KEY", KEY)
-    client, _ = client_for(settings)
+def test_every_endpoint_but_health_needs_the_key(settings: Settings) -> None:
+    client, _ = client_for(settings, keyed=False)
     health = client.get("/v1/health")
     assert health.status_code == 200 and health.json()["auth"] is True
     for method, path in (("get", "/v1/scenes"), ("get", "/v1/jobs"), ("post", "/v1/jobs"), ("post", "/v1/chat"),
-                         ("post", "/v1/videos"), ("get", "/v1/chat/t1"), ("get", "/v1/jobs/abc/report")):
+                         ("post", "/v1/videos"), ("get", "/v1/chat/t1"), ("get", "/v1/jobs/abc/report"),
+                         ("get", "/v1/files?path=x.json")):
         answer = client.request(method, path)
         assert answer.status_code == 401, path
         assert answer.json()["error"] == "this API needs a key" and "Bearer" in answer.json()["hint"]
@@ -176,13 +179,27 @@ def test_with_a_key_set_every_endpoint_but_health_needs_it(settings: Settings,
     assert client.get("/v1/scenes", headers={"X-API-Key": KEY}).status_code == 200
 
 
-def test_without_a_key_the_api_is_open_and_lists_calibrated_scenes(settings: Settings) -> None:
+def test_without_sleuth_api_key_a_key_is_generated_and_needed(settings: Settings,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: the key-less API was open to any page the analyst visits."""
+    monkeypatch.delenv("SLEUTH_API_KEY", raising=False)
+    access = Access.for_server()
+    assert access.generated and len(access.token) >= 32
+    assert Access.for_server().token != access.token  # a new one per run
+    client = TestClient(create_api(settings, jobs=JobStore(settings, detect=FakeDetect()), access=access),
+                        base_url="http://127.0.0.1:8080")
+    assert client.get("/v1/scenes").status_code == 401
+    assert client.get("/v1/scenes", headers={"X-API-Key": access.token}).status_code == 200
+    monkeypatch.setenv("SLEUTH_API_KEY", KEY)
+    assert Access.for_server().token == KEY and not Access.for_server().generated
+
+
+def test_calibrated_scenes_are_listed(settings: Settings) -> None:
     from sleuth.memory.scenes import SceneProfile, SceneStore
 
     SceneStore(settings).save(SceneProfile(scene="gate", footage=["/videos/normal.mp4"], fps=10.0, frames=80,
                                            rules_version=3))
     client, _ = client_for(settings)
-    assert client.get("/v1/health").json()["auth"] is False
     scenes = client.get("/v1/scenes").json()["scenes"]
     assert [(s["scene"], s["rules_version"], s["frames"]) for s in scenes] == [("gate", 3, 80)]
 
@@ -417,8 +434,8 @@ def test_the_real_investigator_is_built_on_first_chat_use(scripted_openai: Any, 
     scripted_openai.replies = ["There is no calibrated scene yet."]
     settings = load_settings()  # after the scripted endpoint became the llm role
     assert settings.llm.model == "openai/scripted"
-    app = create_api(settings, jobs=JobStore(settings, detect=FakeDetect()))
-    client = TestClient(app)
+    app = create_api(settings, jobs=JobStore(settings, detect=FakeDetect()), access=Access(token=KEY))
+    client = TestClient(app, base_url="http://localhost:8080", headers={"Authorization": f"Bearer {KEY}"})
     assert client.get("/v1/chat/abc").status_code == 404  # built now, from the settings
     events = sse(client.post("/v1/chat", json={"message": "which scenes are there?"}))
     assert events[-1][0] == "answer" and events[-1][1]["text"] == "There is no calibrated scene yet."
@@ -439,7 +456,7 @@ def test_files_the_agent_wrote_can_be_fetched_and_nothing_else(settings: Setting
     assert client.get("/v1/files", params={"path": str(image.with_name("gone.jpg"))}).status_code == 404
 
 
-def test_the_cli_command_serves_on_loopback_and_warns_without_a_key(
+def test_the_cli_command_serves_on_loopback_with_a_key_and_warns_off_loopback(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
     import uvicorn
@@ -448,18 +465,23 @@ def test_the_cli_command_serves_on_loopback_and_warns_without_a_key(
 
     served: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    monkeypatch.delenv("SLEUTH_API_KEY", raising=False)
     cli = typer.Typer()
     cli.command()(api)
     result = CliRunner().invoke(cli, [])
     assert result.exit_code == 0, result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8080
-    assert "SLEUTH_API_KEY is not set" in result.output and "only this machine" in result.output
+    key = re.search(r"API key for this run \(no SLEUTH_API_KEY set\): (\S+)", result.output)
+    assert key is not None and "warning" not in result.output
+    client = TestClient(served["app"], base_url="http://127.0.0.1:8080")
+    assert client.get("/v1/scenes").status_code == 401
+    assert client.get("/v1/scenes", headers={"X-API-Key": key.group(1)}).status_code == 200
     result = CliRunner().invoke(cli, ["--host", "0.0.0.0", "--port", "9000"])
-    assert served["host"] == "0.0.0.0" and "ANYONE" in result.output
+    assert served["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in result.output
     monkeypatch.setenv("SLEUTH_API_KEY", KEY)
     result = CliRunner().invoke(cli, ["--host", "0.0.0.0"])
-    assert result.exit_code == 0 and "not set" not in result.output
-    assert TestClient(served["app"]).get("/v1/scenes").status_code == 401
+    assert result.exit_code == 0 and "for this run" not in result.output and KEY not in result.output
+    assert TestClient(served["app"], base_url="http://127.0.0.1:8080").get("/v1/scenes").status_code == 401
 
 
 # -- spec ---------------------------------------------------------------------------------------
@@ -510,7 +532,8 @@ def test_a_job_runs_the_real_detect_graph(scripted_openai: Any, folders: dict[st
     calibrate([normal], scene="cam1", config=config, runtime=runtime, rules=rules)
     runtime.close()
     jobs = JobStore(settings)  # the default detect: detect_video on a runtime built from the settings
-    client = TestClient(create_api(settings, jobs=jobs, investigator=FakeInvestigator()))
+    client = TestClient(create_api(settings, jobs=jobs, investigator=FakeInvestigator(), access=Access(token=KEY)),
+                        base_url="http://127.0.0.1:8080", headers={"X-API-Key": KEY})
     job_id = client.post("/v1/jobs", json={"video": str(test), "scene": "cam1", "end_s": 2.0}).json()["id"]
     deadline = time.monotonic() + 60
     while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):

@@ -204,7 +204,7 @@ def test_browser_chat_streams_tools_images_and_approval(settings: Settings, outp
 
             page.route("**/*", offline)
             page.set_default_timeout(15_000)
-            page.goto(demo.local_url)
+            page.goto(demo.sleuth_url)  # the address `sleuth ui` prints, with its token
             expect = sync_api.expect
             expect(page.locator("#sleuth-thread")).to_contain_text("thread001")
 
