@@ -166,14 +166,19 @@ def check_qdrant(settings: Settings) -> list[Check]:
         return [Check("qdrant", "fail", f"local mode folder {path} is not writable: set "
                       "qdrant.path or QDRANT_URL")]
     try:
-        from qdrant_client import QdrantClient
+        from sleuth.memory.qdrant import QdrantConnection
 
-        client = QdrantClient(path=str(path))
-        collections = [c.name for c in client.get_collections().collections]
-        client.close()
+        connection = QdrantConnection(settings, owner="doctor")  # waits its turn like every Sleuth process
+        try:
+            with connection.hold() as client:
+                collections = [c.name for c in client.get_collections().collections]
+        finally:
+            connection.close()
     except ImportError:
         return [Check("qdrant", "fail", "qdrant-client is not installed: run the setup again")]
-    except Exception as exc:  # noqa: BLE001 - e.g. the folder is locked by another process
+    except SleuthError as exc:
+        return [Check("qdrant", "fail", exc.one_line())]
+    except Exception as exc:  # noqa: BLE001 - whatever Qdrant says, in one line
         return [Check("qdrant", "fail", f"local mode in {path}: {str(exc).splitlines()[0][:160]}")]
     return [Check("qdrant", "ok", f"local mode in {path}; collections: "
                   f"{', '.join(collections) or 'none yet'}")]

@@ -9,7 +9,9 @@ The collection's metadata remembers which model made each named vector, so a sea
 model fails with one clear line instead of returning meaningless neighbours. Point ids are
 deterministic (gallery, video, frame, box), so indexing a video again overwrites its items.
 
-Storage follows ``settings.qdrant`` like the rule memory (see :mod:`sleuth.memory.qdrant`).
+Storage follows ``settings.qdrant`` like the rule memory (see :mod:`sleuth.memory.qdrant`): in local
+mode each method that reads and then writes (or reads several times) holds the folder for its
+whole length, so another process cannot come in between; between calls other processes may use it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import re
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import wraps
 from pathlib import Path
 from threading import Lock
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -54,7 +57,7 @@ class GalleryUnavailable(GalleryError, qdrant.QdrantUnavailable):
 
 
 class GalleryLocked(GalleryError, qdrant.QdrantLocked):
-    """The local-mode folder is open in another process."""
+    """The local-mode folder stayed in use by another process for longer than ``qdrant.lock_wait_s``."""
 
 
 _ERRORS = qdrant.ErrorKinds(what="gallery store", base=GalleryError, unavailable=GalleryUnavailable,
@@ -102,6 +105,19 @@ def check_name(gallery: str) -> str:
     return gallery
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _held(method: Callable[Concatenate[GalleryStore, _P], _R]) -> Callable[Concatenate[GalleryStore, _P], _R]:
+    """Run the method in one :meth:`~sleuth.memory.qdrant.QdrantStore.hold` of the store."""
+    @wraps(method)
+    def held(self: GalleryStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.hold():
+            return method(self, *args, **kwargs)
+    return held
+
+
 def _reindex_hint(gallery: str) -> str:
     return f"rebuild it with `sleuth index <videos> --gallery {gallery} --replace`, or index into a new gallery"
 
@@ -147,6 +163,7 @@ class GalleryStore(qdrant.QdrantStore):
                                hint=f"list them with `sleuth galleries`, or build it with "
                                     f"`sleuth index <video> --gallery {gallery}`")
 
+    @_held
     def create(self, gallery: str, vectors: Mapping[str, tuple[int, str]], *, replace: bool = False) -> None:
         """Make ``gallery`` with named vectors ``name -> (dimension, model name)``.
 
@@ -180,12 +197,14 @@ class GalleryStore(qdrant.QdrantStore):
                                       ("video", models.PayloadSchemaType.KEYWORD)):
                     self.client.create_payload_index(collection, field, field_schema=schema)
 
+    @_held
     def delete(self, gallery: str) -> None:
         """Drop ``gallery`` and all its items."""
         collection = self._collection(gallery)
         with self._connection.guard():
             self.client.delete_collection(collection)
 
+    @_held
     def _schema(self, gallery: str, *, count: bool = False) -> GalleryInfo:
         """The gallery's vectors, models and videos; its item count only with ``count``."""
         collection = self._collection(gallery)
@@ -204,12 +223,14 @@ class GalleryStore(qdrant.QdrantStore):
         """Name, item count, vectors (dimension and model) and videos of ``gallery``."""
         return self._schema(gallery, count=True)
 
+    @_held
     def galleries(self) -> list[GalleryInfo]:
         """Every stored gallery, by name."""
         return [self.info(name) for name in self.names()]
 
     # -- items ----------------------------------------------------------------------------------
 
+    @_held
     def add(self, gallery: str, items: Sequence[GalleryItem], vectors: Mapping[str, np.ndarray]) -> None:
         """Store ``items`` with one row per item of each named vector (same ids overwrite)."""
         collection = PREFIX + gallery
@@ -236,6 +257,7 @@ class GalleryStore(qdrant.QdrantStore):
             if videos != info.videos:
                 self.client.update_collection(collection, metadata={"videos": videos})
 
+    @_held
     def remove_video(self, gallery: str, video: str) -> None:
         """Drop the items of one source video (before indexing it again with other settings)."""
         collection = self._collection(gallery)
@@ -243,6 +265,7 @@ class GalleryStore(qdrant.QdrantStore):
             self.client.delete(collection, points_selector=models.FilterSelector(
                 filter=models.Filter(must=[_match("video", video)])), wait=True)
 
+    @_held
     def items(self, gallery: str) -> list[GalleryItem]:
         """Every item of ``gallery``, by video, frame, kind and box."""
         collection = self._collection(gallery)
@@ -258,6 +281,7 @@ class GalleryStore(qdrant.QdrantStore):
         return sorted(found, key=lambda i: (i.video, i.frame, KINDS.index(i.kind) if i.kind in KINDS else 9,
                                             i.box or (-1, -1, -1, -1)))
 
+    @_held
     def search(self, gallery: str, vector: str, query: np.ndarray, *, limit: int,
                kinds: Sequence[str] | None = None, model: str | None = None) -> list[SearchHit]:
         """The ``limit`` items most similar to ``query`` on the named ``vector``, best first.

@@ -10,7 +10,9 @@ caption.
 Storage is Qdrant local mode in ``settings.qdrant.path`` (default ``<data dir>/qdrant``), or the
 server at ``settings.qdrant.url`` (``QDRANT_URL``) with the key from the variable named by
 ``settings.qdrant.api_key_env`` (see :mod:`sleuth.memory.qdrant`, shared with the galleries).
-Local mode is single-process: a second process gets a :class:`RuleMemoryLocked` error, not a wait.
+Local mode opens the folder per operation and releases it when idle, so several processes take
+turns on it; one that finds it in use waits up to ``qdrant.lock_wait_s`` for it, then gets a
+:class:`RuleMemoryLocked` error.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class QdrantUnavailable(RuleMemoryError, qdrant.QdrantUnavailable):
 
 
 class RuleMemoryLocked(RuleMemoryError, qdrant.QdrantLocked):
-    """The local-mode folder is open in another process (Qdrant local mode is single-process)."""
+    """The local-mode folder stayed in use by another process for longer than ``qdrant.lock_wait_s``."""
 
 
 class RuleVersionNotFound(RuleMemoryError):
@@ -100,7 +102,8 @@ class RuleMemory(qdrant.QdrantStore):
     """Versioned rule sets per scene in one Qdrant collection.
 
     ``RuleMemory()`` reads the settings like the CLI; ``RuleMemory.in_memory(embedder)`` keeps
-    everything in the process (tests). Close it (or use ``with``) to release the local folder.
+    everything in the process (tests). A long-lived one (the API's) holds the local folder only
+    while it reads or writes (:meth:`hold` for a batch); close it (or use ``with``) when done.
     """
 
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None, *,
@@ -259,24 +262,29 @@ class RuleMemory(qdrant.QdrantStore):
         rules = unique_rules(ruleset.rules)
         if not rules:
             raise RuleMemoryError(f"the rule set for scene '{scene}' has no rules: nothing to save")
+        ids = {r.id for r in rules}
         latest = self.latest(scene)
-        if latest is not None and {r.id for r in latest.rules} == {r.id for r in rules}:
+        if latest is not None and {r.id for r in latest.rules} == ids:
             return latest.version
-        version = (latest.version if latest else 0) + 1
-        vectors = self._embed([r.text for r in rules])
-        self._ensure_collection(int(vectors.shape[1]))
-        created = datetime.now(UTC).isoformat(timespec="seconds")
-        points = [
-            models.PointStruct(
-                id=point_id(scene, version, rule.id),
-                vector=vector.tolist(),
-                payload={"scene": scene, "kind": rule.kind, "category": rule.category,
-                         "source": source or ruleset.source, "version": version, "created": created,
-                         "text": rule.text, "rule_id": rule.id, "note": note, "order": order})
-            for order, (rule, vector) in enumerate(zip(rules, vectors, strict=True))
-        ]
-        with self._guard():
-            self.client.upsert(self.collection, points=points, wait=True)
+        vectors = self._embed([r.text for r in rules])  # outside the hold: other processes may go on
+        with self.hold():  # read the latest version again and write the next one with no process between
+            latest = self.latest(scene)
+            if latest is not None and {r.id for r in latest.rules} == ids:
+                return latest.version
+            version = (latest.version if latest else 0) + 1
+            self._ensure_collection(int(vectors.shape[1]))
+            created = datetime.now(UTC).isoformat(timespec="seconds")
+            points = [
+                models.PointStruct(
+                    id=point_id(scene, version, rule.id),
+                    vector=vector.tolist(),
+                    payload={"scene": scene, "kind": rule.kind, "category": rule.category,
+                             "source": source or ruleset.source, "version": version, "created": created,
+                             "text": rule.text, "rule_id": rule.id, "note": note, "order": order})
+                for order, (rule, vector) in enumerate(zip(rules, vectors, strict=True))
+            ]
+            with self._guard():
+                self.client.upsert(self.collection, points=points, wait=True)
         return version
 
     def rollback(self, scene: str, version: int) -> int:

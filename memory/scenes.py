@@ -4,12 +4,17 @@ One small JSON file per scene (``<data_dir>/scenes/<scene>.json``) records the f
 was calibrated on, its proposer, the rule version that calibration stored, and the *rule floor*:
 the median rule score of the captioned normal frames, a health check of the rules (near the 0.5
 decision threshold, the rules come close to flagging normal footage).
+
+Several processes may use one data folder (``sleuth serve api`` beside ``sleuth calibrate``): a
+profile is written to a temporary file of the writing process and renamed over the old one, so a
+reader sees the old profile or the new one, never a mix, and two writers do not mix their bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,9 +58,13 @@ class SceneStore:
     def save(self, profile: SceneProfile) -> Path:
         path = self.path_for(profile.scene)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(profile.model_dump_json(indent=1))
-        os.replace(partial, path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            partial.write_text(profile.model_dump_json(indent=1))
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return path
 
     def scenes(self) -> list[str]:

@@ -16,7 +16,6 @@ from sleuth.errors import SleuthError
 from sleuth.memory.gallery import (
     GalleryError,
     GalleryItem,
-    GalleryLocked,
     GalleryNotFound,
     GalleryStore,
     GalleryUnavailable,
@@ -179,11 +178,8 @@ def test_rule_memory_and_galleries_share_the_local_folder_in_one_process() -> No
     with RuleMemory(load_settings(), HashEmbedder()) as memory, GalleryStore(load_settings()) as store:
         store.create("g", VECTORS)
         assert memory.scenes() == [] and store.names() == ["g"]
-        with pytest.raises(GalleryLocked) as caught:  # a second gallery store is refused like another process
-            GalleryStore(load_settings())
-        message = str(caught.value)
-        assert "gallery store" in message and "another process" in message and "QDRANT_URL" in message
-        assert "\n" not in message
+        with GalleryStore(load_settings()) as second:  # a second store of the same kind shares it too
+            assert second.names() == ["g"]
     with GalleryStore(load_settings()) as store:  # all closed: the folder is free again
         assert store.names() == ["g"]
 

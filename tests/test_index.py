@@ -292,5 +292,3 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, video: Path) -> None:
     one_line_error(cli("index", str(corrupt), "--gallery", "g"), "cannot open video")
     one_line_error(cli("index", str(video), "--gallery", "g", "--every", "0"), "--every 0")
     one_line_error(cli("index", str(video), "--gallery", "a b"), "invalid gallery name")
-    with GalleryStore(load_settings()):  # the local folder held elsewhere
-        one_line_error(cli("index", str(video), "--gallery", "g"), "open in another process", "QDRANT_URL")

@@ -23,7 +23,6 @@ from sleuth.memory.rules import (
     QdrantUnavailable,
     RuleMemory,
     RuleMemoryError,
-    RuleMemoryLocked,
     RuleVersionNotFound,
     point_id,
 )
@@ -259,14 +258,14 @@ def test_server_mode_sends_the_api_key_and_reports_rejection(monkeypatch: pytest
     assert "403" in message and "$MY_QDRANT_KEY" in message and "secret-key-123" not in message
 
 
-def test_a_locked_local_folder_is_a_one_line_error() -> None:
-    with RuleMemory(load_settings(), HashEmbedder()) as holder:
-        with pytest.raises(RuleMemoryLocked) as caught:
-            RuleMemory(load_settings(), HashEmbedder())
-        message = str(caught.value)
-        assert "another process" in message and str(holder.location) in message and "\n" not in message
-    with RuleMemory(load_settings(), HashEmbedder()):  # closed: the folder is free again
-        pass
+def test_two_rule_memories_in_one_process_share_the_local_folder() -> None:
+    """Issue 18: a second open of the folder was refused; stores now open it on use (the other-process
+    cases, waiting and the one-line error after the wait, are in tests/test_faults_qdrant.py)."""
+    with RuleMemory(load_settings(), HashEmbedder()) as first, RuleMemory(load_settings(), HashEmbedder()) as second:
+        first.save(RuleSet(scene="s", rules=A))
+        assert second.latest_version("s") == 1
+    with RuleMemory(load_settings(), HashEmbedder()) as reopened:
+        assert reopened.latest_version("s") == 1
 
 
 def test_an_embedder_of_another_dimension_is_refused() -> None:
