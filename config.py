@@ -40,7 +40,8 @@ class ModelRole(BaseModel):
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable that holds the API key."
     )
-    timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout in seconds.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds one call to one model may take in all, "
+                             "its retries included (each fallback model gets its own).")
     num_retries: int = Field(default=2, ge=0, description="Retries on transient errors.")
     fallbacks: list[str] = Field(
         default_factory=list, description="LiteLLM model strings tried in order when this fails."
@@ -117,6 +118,10 @@ class QdrantConfig(BaseModel):
     url: str | None = Field(default=None, description="Qdrant server URL (env QDRANT_URL).")
     api_key_env: str = "QDRANT_API_KEY"
     path: Path | None = Field(default=None, description="Local-mode folder (default: data dir).")
+    lock_wait_s: float = Field(default=30.0, ge=0, description="Local mode: how long to wait for a folder "
+                               "another process is using.")
+    idle_release_s: float = Field(default=2.0, ge=0, description="Local mode: release the folder after this "
+                                  "long unused (0: after each operation).")
 
 
 class CaptionerConfig(BaseModel):

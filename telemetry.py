@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
@@ -27,6 +28,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sleuth.config import TracingConfig
+from sleuth.errors import shorten
 
 # GenAI semantic-convention attribute names, in one place.
 OPERATION = "gen_ai.operation.name"
@@ -47,6 +49,7 @@ ERROR_TYPE = "error.type"
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _capture_content = False
+_installed: set[tuple[int, str, str | None]] = set()  # (provider, exporter, endpoint) configured
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,13 +64,30 @@ def _ensure_provider(service_name: str = "sleuth") -> TracerProvider:
         return _provider
 
 
+class _Stderr:
+    """The process's current ``sys.stderr``, looked up at each write (a test's captured stream,
+    a redirected one) rather than the one there was when the exporter was made."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(config: TracingConfig) -> None:
-    """Install the exporter the configuration asks for (off, console or OTLP/HTTP)."""
+    """Install the exporter the configuration asks for (off, console or OTLP/HTTP), once per
+    process. The console exporter writes to stderr: stdout carries the command's output only."""
     global _capture_content
     provider = _ensure_provider(config.service_name)
     _capture_content = config.capture_content
+    installed = (id(provider), config.exporter, config.endpoint)
+    with _lock:
+        if config.exporter == "off" or installed in _installed:
+            return
+        _installed.add(installed)
     if config.exporter == "console":
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=_Stderr())))
     elif config.exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -145,7 +165,7 @@ def record_messages(span: Span, *, inputs: Any = None, outputs: Any = None) -> N
 
 def record_error(span: Span, error: BaseException) -> None:
     span.set_attribute(ERROR_TYPE, type(error).__name__)
-    span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+    span.set_status(Status(StatusCode.ERROR, shorten(str(error), 200)))
 
 
 @contextlib.contextmanager

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from sleuth.cli.proposer import Fps, Start, Stop, progress_bar
-from sleuth.cli.runner import err, fail, request
+from sleuth.cli.runner import RESUMES, Interrupted, err, fail, request
 from sleuth.reports.summary import clock
 
 if TYPE_CHECKING:
@@ -125,8 +126,14 @@ def detect(
         help="Gate percentile of the scene's normal proposer scores (default 95; 0 captions every frame).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a reasoning setting, e.g. --set threshold=0.6 (see DetectConfig).")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Analyse what can be read of a truncated or corrupt video (fewer frames than its "
+        "header declares) and warn, instead of failing.")] = False,
 ) -> None:
-    """Find anomalous events in a video of a calibrated scene, with the rules they break and why."""
+    """Find anomalous events in a video of a calibrated scene, with the rules they break and why.
+
+    Runs are checkpointed: after Ctrl-C, the same command resumes where the run stopped.
+    """
     from sleuth.graphs.detect import VideoDetectConfig, detect_video
     from sleuth.graphs.runtime import Runtime
     from sleuth.reports import write_json, write_report
@@ -134,14 +141,20 @@ def detect(
     with request("detect") as settings:
         reasoning = with_overrides(VideoDetectConfig().reasoning, set_) if set_ else None
         options = {"fps": fps, "start": start, "stop": stop, "explain": explain, "gate_percentile": gate,
-                   "reasoning": reasoning}
+                   "reasoning": reasoning, "allow_partial": allow_partial}
         config = VideoDetectConfig(**{k: v for k, v in options.items() if v is not None})
         runtime = Runtime.from_settings(settings)
         try:
             with progress_bar() as update:
                 result = detect_video(str(video), scene=scene, config=config, runtime=runtime, progress=update)
+        except KeyboardInterrupt:
+            if runtime.checkpoint_path is None:  # no checkpointer: a rerun starts over
+                raise
+            raise Interrupted(RESUMES) from None  # the graph checkpoints after every stage (and reasoning batch)
         finally:
             runtime.close()
+        for warning in result.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
         cost = result.cost
         out.print(f"{len(result.events)} event(s) in {cost.frames} frames of {video} "
                   f"(scene {scene}, rules v{result.rules_version})")

@@ -1,9 +1,13 @@
 """The one module through which every LLM and VLM call in Sleuth goes.
 
-Built on LiteLLM's Router (retries, timeouts, fallbacks). A role (``llm``, ``vlm``) maps to an
-endpoint: the packaged GGUF served in-process by llama.cpp, or any LiteLLM model string with a
-base URL. Every call is traced once (``chat <model>`` span) and recorded in :class:`UsageLog`
-(model, latency, time to first token, prompt/completion tokens).
+Built on LiteLLM's Router. A role's ``timeout_s`` is the total one model may take: quick
+failures are retried within it, so retries never multiply it; each fallback model then gets its
+own (:func:`_complete`). A failure is reported as what it is (:func:`_endpoint_error`):
+unreachable, timed out, answered but not as a chat endpoint (or HTTP 5xx), or key refused; one
+line that names the URL and the model, the original exception kept on the error's ``cause``.
+A role (``llm``, ``vlm``) maps to an endpoint: the packaged GGUF served in-process by llama.cpp,
+or any LiteLLM model string with a base URL. Every call is traced once (``chat <model>`` span)
+and recorded in :class:`UsageLog` (model, latency, time to first token, prompt/completion tokens).
 
 Structured output: pass a pydantic model, get a validated instance. The JSON schema travels as
 ``response_format``; llama.cpp turns it into a grammar, so the local model cannot leave it. An
@@ -14,11 +18,13 @@ answer that still fails validation is retried once with the validation error, th
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import mimetypes
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,9 +42,12 @@ from sleuth.config import LLMRole, ModelRole, Settings, load_settings  # noqa: E
 from sleuth.errors import (  # noqa: E402
     AuthenticationError,
     ConfigError,
+    EndpointBadResponse,
     EndpointError,
     EndpointTimeout,
+    EndpointUnreachable,
     StructuredOutputError,
+    shorten,
 )
 from sleuth.llm import packaged, server  # noqa: E402
 from sleuth.llm.cassette import Cassette  # noqa: E402
@@ -201,7 +210,10 @@ class Gateway:
             if role not in self._routers:
                 endpoint = self._resolve(role)
                 config = self._role_config(role)
-                params: dict[str, Any] = {"model": endpoint.model, "timeout": endpoint.timeout_s}
+                # max_retries=0: the OpenAI client's own retries would each wait the whole timeout;
+                # the gateway retries quick failures itself, within the timeout (see _complete).
+                params: dict[str, Any] = {"model": endpoint.model, "timeout": endpoint.timeout_s,
+                                          "max_retries": 0}
                 if endpoint.api_base:
                     params["api_base"] = endpoint.api_base
                 # The key is read from the environment now and handed to LiteLLM only.
@@ -209,20 +221,14 @@ class Gateway:
                 if key:
                     params["api_key"] = key
                 model_list = [{"model_name": role, "litellm_params": params}]
-                names = []
                 for index, fallback in enumerate(endpoint.fallbacks):
-                    name = f"{role}-fallback-{index}"
-                    names.append(name)
-                    model_list.append({"model_name": name,
-                                       "litellm_params": {"model": fallback,
+                    model_list.append({"model_name": _fallback_group(role, index),
+                                       "litellm_params": {"model": fallback, "max_retries": 0,
                                                           "timeout": endpoint.timeout_s}})
-                router = litellm.Router(
-                    model_list=model_list,
-                    num_retries=endpoint.num_retries,
-                    timeout=endpoint.timeout_s,
-                    retry_after=0,
-                    fallbacks=[{role: names}] if names else [],
-                )
+                # No retries and no fallbacks in the Router: each retry would wait the whole timeout
+                # again. _complete retries and falls back within the configured timeout instead.
+                router = litellm.Router(model_list=model_list, num_retries=0,
+                                        timeout=endpoint.timeout_s, retry_after=0)
                 self._routers[role] = (endpoint, router)
             return self._routers[role]
 
@@ -262,12 +268,13 @@ class Gateway:
             telemetry.record_messages(span, inputs=messages)
             started = time.perf_counter()
             try:
-                response = router.completion(**request)
+                response = _complete(endpoint, router, request)
+                _check_completion(response)
             except Exception as exc:
                 error = _endpoint_error(endpoint, exc)
                 telemetry.record_error(span, error)
                 self.usage.add(_record(endpoint, started, None, None, None, ok=False))
-                raise error from None
+                raise error from None  # the one line; the original stays on error.cause
             choice = response.choices[0]
             message = choice.message
             text = message.content or ""
@@ -336,7 +343,7 @@ class Gateway:
             pieces: list[str] = []
             calls: dict[int, dict[str, str]] = {}  # index -> id, name, arguments (JSON text, in pieces)
             try:
-                for chunk in router.completion(**request):
+                for chunk in _complete(endpoint, router, request):
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
                     if not chunk.choices:
@@ -361,13 +368,17 @@ class Gateway:
                             ttft = time.perf_counter() - started
                         pieces.append(text)
                         yield text
+                if not pieces and not calls and not usage:
+                    # Nothing at all: what a body that is no event stream (an HTML page, plain
+                    # JSON) turns into in LiteLLM's stream parser; a real answer has usage at least.
+                    raise _BadAnswer("an empty stream: no text, tool call or usage")
             except GeneratorExit:
                 raise
             except Exception as exc:
                 error = _endpoint_error(endpoint, exc)
                 telemetry.record_error(span, error)
                 self.usage.add(_record(endpoint, started, ttft, usage, finish, ok=False))
-                raise error from None
+                raise error from None  # the one line; the original stays on error.cause
             record = _record(endpoint, started, ttft, usage, finish, ok=True)
             self.usage.add(record)
             telemetry.record_usage(span, response_model=endpoint.display_name,
@@ -455,9 +466,9 @@ def _parse_json(text: str) -> Any:
 
 def _short_errors(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'root'}: {e['msg']}"
-                         for e in exc.errors()[:5])
-    return str(exc).splitlines()[0][:300]
+        return shorten("; ".join(f"{'.'.join(map(str, e['loc'])) or 'root'}: {e['msg']}"
+                                 for e in exc.errors()[:5]), 300)
+    return shorten((str(exc).splitlines() or [type(exc).__name__])[0], 300)
 
 
 def _schema_name(name: str) -> str:
@@ -505,7 +516,63 @@ def _record(endpoint: Endpoint, started: float, ttft: float | None, usage: Any,
         finish_reason=finish, ok=ok)
 
 
+def _fallback_group(role: str, index: int) -> str:
+    return f"{role}-fallback-{index}"
+
+
+_FIRST_PAUSE_S = 0.25  # before the first retry of a quick failure; doubles, at most _MAX_PAUSE_S
+_MAX_PAUSE_S = 2.0
+
+
+def _complete(endpoint: Endpoint, router: litellm.Router, request: dict[str, Any]) -> Any:
+    """``router.completion`` for ``request`` within ``endpoint.timeout_s``, then each fallback.
+
+    The timeout is the total for the configured model: its retries share it instead of each
+    waiting it again. A failure that came quickly (unreachable, HTTP 5xx or 429, a dropped
+    connection) is retried, up to ``num_retries`` times, while at least half the time is left;
+    a timeout, a refused key or a malformed answer is not. Each fallback model then gets a
+    timeout of its own. The primary model's error is raised when all of them fail.
+    """
+    groups = [endpoint.role, *(_fallback_group(endpoint.role, index)
+                               for index in range(len(endpoint.fallbacks)))]
+    first: Exception | None = None
+    for group in groups:
+        try:
+            return _attempts(router, {**request, "model": group}, endpoint.timeout_s,
+                             endpoint.num_retries)
+        except Exception as exc:  # noqa: BLE001 - the next fallback, or raised below
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _attempts(router: litellm.Router, request: dict[str, Any], budget_s: float, retries: int) -> Any:
+    deadline = time.monotonic() + budget_s
+    attempt = 0
+    while True:
+        try:
+            return router.completion(**request, timeout=max(deadline - time.monotonic(), 0.001))
+        except Exception as exc:
+            pause = min(_FIRST_PAUSE_S * 2 ** attempt, _MAX_PAUSE_S)
+            attempt += 1
+            left = deadline - time.monotonic() - pause
+            if attempt > retries or _failure(exc)[0] not in _RETRIED or left < budget_s / 2:
+                raise
+            time.sleep(pause)
+
+
+class _BadAnswer(Exception):
+    """The endpoint answered, but with something that is no chat completion."""
+
+
+def _check_completion(response: Any) -> None:
+    choices = getattr(response, "choices", None)
+    if not choices or getattr(choices[0], "message", None) is None:
+        raise _BadAnswer("a response without 'choices'")
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -514,42 +581,181 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    import httpx
-    import openai
-
-    return any(isinstance(e, (litellm.exceptions.Timeout, openai.APITimeoutError,
-                              httpx.TimeoutException, TimeoutError)) for e in _chain(exc))
+def _kind_of(exc: BaseException, *names: str) -> bool:
+    """Whether a class in ``exc``'s MRO has one of ``names``. By name because the HTTP errors
+    come from httpx, httpcore or httpx2 (the OpenAI client's fork), whichever is underneath."""
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
 
 
-def _is_unreachable(exc: BaseException) -> bool:
-    import httpx
-    import openai
-
-    kinds = (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
-             openai.APIConnectionError, httpx.ConnectError, ConnectionError)
-    # LiteLLM wraps a refused streaming connection in InternalServerError("Connection error.")
-    return any(isinstance(e, kinds) or "Connection error" in str(e) for e in _chain(exc))
+def _from_litellm(exc: BaseException) -> bool:
+    # LiteLLM's own exceptions subclass the OpenAI client's and carry a status code that LiteLLM
+    # picked (500 for a refused connection); only the client's and httpx's come from a response.
+    return type(exc).__module__.split(".")[0] == "litellm"
 
 
-def _endpoint_error(endpoint: Endpoint, exc: Exception) -> EndpointError:
-    """Map whatever LiteLLM raised to one typed, one-line error that says what to do."""
-    where = endpoint.api_base or endpoint.model
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    if _is_timeout(exc):
-        return EndpointTimeout(f"{endpoint.role} endpoint {where} timed out after "
-                               f"{endpoint.timeout_s:g} s",
-                               hint=f"raise {endpoint.role}.timeout_s or check the server load")
-    if isinstance(exc, litellm.exceptions.AuthenticationError):
-        return AuthenticationError(f"{endpoint.role} endpoint {where} rejected the API key",
-                                   hint=f"set a valid key in the variable named by "
-                                   f"{endpoint.role}.api_key_env")
-    if _is_unreachable(exc):
-        return EndpointError(f"cannot reach the {endpoint.role} endpoint {where}",
-                             hint=f"start that server or fix {endpoint.role}.api_base "
-                             f"(SLEUTH_{endpoint.role.upper()}__API_BASE)")
-    return EndpointError(f"{endpoint.role} endpoint {where} failed: {detail}",
-                         hint="check the model name and the server's log")
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status the server answered with, if it answered with one."""
+    for error in _chain(exc):
+        if _from_litellm(error):
+            continue
+        if _kind_of(error, "APIStatusError"):
+            status = getattr(error, "status_code", None)
+        elif _kind_of(error, "HTTPStatusError"):
+            status = getattr(getattr(error, "response", None), "status_code", None)
+        else:
+            continue
+        if isinstance(status, int):
+            return status
+    return None
+
+
+# What LiteLLM and the OpenAI client say about a body that is no chat completion.
+_BAD_BODY = ("Empty or invalid response", "no 'choices'", "Received response", "Invalid response object",
+             "Expecting value", "Unterminated string", "JSONDecodeError", "is not valid JSON")
+# Retried by _attempts: failures that come quickly and may pass (a server starting, overloaded).
+_RETRIED = frozenset({"unreachable", "server_error", "rate_limited", "dropped"})
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """What went wrong, as (kind, detail): timeout, connect_timeout, unreachable, auth,
+    rate_limited, server_error, bad_answer, dropped, rejected or other."""
+    chain = list(_chain(exc))
+    for error in chain:
+        if _kind_of(error, "ConnectTimeout"):
+            return "connect_timeout", ""
+    if any(_kind_of(e, "APITimeoutError", "TimeoutException", "Timeout") or isinstance(e, TimeoutError)
+           for e in chain):
+        return "timeout", ""
+    for error in chain:
+        if isinstance(error, _BadAnswer):
+            return "bad_answer", str(error)
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "unreachable", "the host name is not known"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "unreachable", "connection refused"
+    for error in chain:
+        if _kind_of(error, "ConnectError") or (isinstance(error, OSError)
+                                               and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)):
+            text = str(error)
+            if any(marker in text for marker in ("Name or service not known", "nodename nor servname",
+                                                 "getaddrinfo", "name resolution")):
+                return "unreachable", "the host name is not known"
+            return "unreachable", _clean(re.sub(r"^\[Errno -?\d+\]\s*", "", text)) or "connection failed"
+    status = _status(exc)
+    if status in (401, 403) or any(isinstance(e, litellm.exceptions.AuthenticationError) for e in chain):
+        return "auth", f"HTTP {status}" if status else ""
+    if status is not None and status >= 500:
+        return "server_error", _server_message(exc)
+    if status == 429:
+        return "rate_limited", _server_message(exc)
+    for error in chain:
+        if isinstance(error, json.JSONDecodeError) or _kind_of(error, "APIResponseValidationError",
+                                                               "DecodingError"):
+            return "bad_answer", "a body that is not a valid chat completion"
+        if _kind_of(error, "RemoteProtocolError", "LocalProtocolError"):
+            text = str(error)
+            if "without sending a response" in text or "disconnected" in text:
+                return "dropped", "it closed the connection without a response"
+            if "peer closed" in text or "incomplete" in text:
+                return "dropped", "it closed the connection in the middle of the answer"
+            return "bad_answer", "a reply that is not valid HTTP"
+        if _kind_of(error, "ReadError", "WriteError"):
+            return "dropped", "the connection broke off"
+    text = " ".join(str(e) for e in chain)
+    if any(marker in text for marker in _BAD_BODY):
+        return "bad_answer", _bad_body(text)
+    if status is not None:
+        return "rejected", _server_message(exc)
+    return "other", _clean(str(exc)) or type(exc).__name__
+
+
+_PREFIX = re.compile(r"^\s*(?:(?:litellm\.)?[A-Za-z]*(?:Error|Exception)\s*(?::|-)\s*|LiteLLM:\s*|error\s*-\s*"
+                     r"|Error code: \d+\s*(?:-\s*)?)")
+
+
+def _clean(text: str, limit: int = 160) -> str:
+    """An exception's text as a clean clause: no ``litellm.XError: XError: OpenAIException -``
+    prefixes, no LiteLLM routing note, one line, cut at a word boundary."""
+    text = text.split("\n\nLiteLLM:")[0].split("LiteLLM Retried:")[0]
+    text = (text.strip().splitlines() or [""])[0]
+    while (match := _PREFIX.match(text)) and match.end() > 0:
+        text = text[match.end():]
+    text = re.sub(r"\s*Received response - <APIResponse.*$", "", text)
+    text = text.replace(" Check the reverse proxy or model server configuration.", "")
+    return shorten(text.strip().rstrip(".").strip(), limit)
+
+
+def _server_message(exc: BaseException) -> str:
+    """The server's own error message (``{"error": {"message": ...}}``), else the cleaned text."""
+    for error in _chain(exc):
+        body = getattr(error, "body", None)
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            message = inner.get("message") if isinstance(inner, dict) else inner
+            if isinstance(message, str) and message.strip():
+                return shorten(message.strip().rstrip("."), 160)
+    return _clean(str(exc))
+
+
+def _bad_body(text: str) -> str:
+    if "no 'choices'" in text:
+        return "JSON without 'choices'"
+    received = re.search(r"Received: '(.*?)'\. Check", text, re.DOTALL) \
+        or re.search(r"Received: '(.*)'", text)
+    if received:
+        body = received.group(1).strip()
+        return f"got {shorten(body, 60)!r}" if body else "an empty body"
+    return "a body that is not valid JSON"
+
+
+def _endpoint_error(endpoint: Endpoint, exc: BaseException) -> EndpointError:
+    """Map whatever LiteLLM raised to one typed, one-line error that says what happened, where,
+    and what to do. The original exception stays on the error's ``cause``."""
+    role, upper = endpoint.role, endpoint.role.upper()
+    url = endpoint.api_base or f"of the {endpoint.provider} API"
+    where = f"the {role} endpoint {url} (model {endpoint.display_name})"
+    base_hint = (f"fix {role}.api_base (SLEUTH_{upper}__API_BASE)" if endpoint.api_base
+                 else "check the network connection")
+    kind, detail = _failure(exc)
+    if kind in ("timeout", "connect_timeout"):
+        doing = "connecting" if kind == "connect_timeout" else "waiting for the answer"
+        hint = (f"raise {role}.timeout_s (SLEUTH_{upper}__TIMEOUT_S) or check the server's load"
+                if kind == "timeout" else f"check that the host is up and reachable, or {base_hint}")
+        return EndpointTimeout(f"{where} timed out after {endpoint.timeout_s:g} s {doing}",
+                               hint=hint, cause=exc)
+    if kind == "unreachable":
+        hint = (f"start that server or {base_hint}"
+                if endpoint.api_base and "host name" not in detail else base_hint)
+        return EndpointUnreachable(f"cannot reach {where}: {detail}", hint=hint, cause=exc)
+    if kind == "auth":
+        return AuthenticationError(f"{where} refused the credentials" + (f" ({detail})" if detail else ""),
+                                   hint=f"set a valid key in the environment variable named by "
+                                   f"{role}.api_key_env (SLEUTH_{upper}__API_KEY_ENV)", cause=exc)
+    if kind == "bad_answer":
+        hint = (f"check that the URL points at /v1 of an LLM server ({role}.api_base, "
+                f"SLEUTH_{upper}__API_BASE)" if endpoint.api_base else "check the model name")
+        return EndpointBadResponse(
+            f"{where} answered but not as an OpenAI-compatible chat endpoint ({detail})",
+            hint=hint, cause=exc)
+    if kind == "dropped":
+        return EndpointBadResponse(f"{where} was reached but {detail}",
+                                   hint="check the server's log; it may have crashed or be overloaded",
+                                   cause=exc)
+    status = _status(exc)
+    said = f": {detail}" if detail else ""
+    if kind == "server_error":
+        return EndpointBadResponse(f"{where} answered with a server error (HTTP {status}{said})",
+                                   hint="check the server's log for why it failed", cause=exc)
+    if kind == "rate_limited":
+        return EndpointError(f"{where} is limiting the request rate (HTTP 429{said})",
+                             hint="wait and try again, or lower the load", cause=exc)
+    if kind == "rejected":
+        hint = ("check the model name and that the URL points at /v1 of an LLM server"
+                if status == 404 else "check the model name and the request's parameters")
+        return EndpointError(f"{where} rejected the request (HTTP {status}{said})", hint=hint, cause=exc)
+    return EndpointError(f"the call to {where} failed: {detail}",
+                         hint="check the model name and the server's log (SLEUTH_DEBUG=1 shows the cause)",
+                         cause=exc)
 
 
 def _arguments(text: str | None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def render_html(report: DetectReport) -> str:
     plot = base64.b64encode(score_plot_png(report)).decode("ascii")
     sections = [
         _header(report),
+        *([_warnings(report.warnings)] if report.warnings else []),
         '<section class="plot"><h2>Scores over time</h2>'
         f'<img src="data:image/png;base64,{plot}" alt="Anomaly score over time for {_e(report.video)}">'
         '<p class="note">Blue: final score; grey: proposer score mapped to 0-1 (0.5 at its calibrated '
@@ -87,6 +88,12 @@ def _header(report: DetectReport) -> str:
             f"<h1>{_e(report.video)}</h1>"
             f'<p class="scene">scene <strong>{_e(report.scene)}</strong></p>'
             f'<p class="summary">{" · ".join(parts)}</p></header>')
+
+
+def _warnings(warnings: Sequence[str]) -> str:
+    items = "".join(f"<li>{_e(text)}</li>" for text in warnings)
+    return (f'<section class="warnings" role="alert"><h2>Warning{"" if len(warnings) == 1 else "s"}</h2>'
+            f"<ul>{items}</ul><p class=\"note\">The results below cover only what was read.</p></section>")
 
 
 def _events(report: DetectReport, by_index: dict[int, FrameScore]) -> str:
@@ -279,6 +286,9 @@ _STYLE = "\n".join([
     ".plot img{width:100%;height:auto;display:block}",
     ".note,.muted{color:var(--muted);font-size:.88rem}",
     ".empty{font-size:1.05rem;color:var(--ok);margin:.2em 0}",
+    "section.warnings{background:var(--bad-bg);border-color:var(--bad)}",
+    ".warnings h2{color:var(--bad);border-bottom-color:var(--bad)}",
+    ".warnings ul{margin:0;padding-left:1.2em}",
     ".card{border:1px solid var(--line);border-left:4px solid var(--accent);border-radius:8px;padding:12px 14px;"
     "margin:0 0 14px;background:#fff}",
     ".card header{display:flex;flex-wrap:wrap;gap:6px 14px;align-items:baseline}",

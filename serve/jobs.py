@@ -61,6 +61,9 @@ class DetectJobRequest(BaseModel):
     start_s: float | None = Field(default=None, ge=0, description="Start time in seconds (default: the start).")
     end_s: float | None = Field(default=None, gt=0, description="End time in seconds (default: the end).")
     explain: bool = Field(default=False, description="Also explain the video and its events (slower).")
+    allow_partial: bool = Field(default=False, description="Analyse a file that ends well before its header says "
+                                "(truncated or corrupt) and list the shortfall in the report's warnings; by "
+                                "default such a job fails.")
 
     @field_validator("scene")
     @classmethod
@@ -115,7 +118,7 @@ class LocalDetect:
         from sleuth.tools.frames import frame_range
 
         start, stop = frame_range(request.video, request.start_s, request.end_s)
-        config = VideoDetectConfig(start=start, stop=stop, explain=request.explain)
+        config = VideoDetectConfig(start=start, stop=stop, explain=request.explain, allow_partial=request.allow_partial)
         return detect_video(request.video, scene=request.scene, config=config, runtime=self.runtime(),
                             progress=progress)
 

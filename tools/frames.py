@@ -12,6 +12,13 @@ seconds, so scores and events map back to the footage. Packets that fail to deco
 skipped and counted (``reader.skipped``) unless ``on_error="raise"``, and so are the frames a
 cut-off file lacks where its header gives a frame count (mp4, avi); a file that cannot be
 opened at all raises one :class:`VideoError` that says what to do.
+
+A full pass over a file knows how many source frames it read (``reader.frames_read``) against
+how many its header declares for the range (``reader.frames_declared``). A read that ends short
+of the declared count by more than a few frames (:func:`length_tolerance`: containers' counts are
+often off by one or two) is a truncated or corrupt file: ``allow_partial=False`` raises a
+:class:`VideoError` then, ``allow_partial=True`` (the default) keeps the frames that are there and
+leaves the one-line warning in ``reader.shortfall``. Streams and image folders declare no count.
 """
 
 from __future__ import annotations
@@ -70,6 +77,12 @@ def _natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
+def length_tolerance(declared: int) -> int:
+    """Frames a full read may fall short of a header's ``declared`` count before it counts as truncated:
+    3 frames or 2 %, whichever is more (headers are often off by a frame or two)."""
+    return max(3, math.ceil(0.02 * declared))
+
+
 def image_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
 
@@ -79,6 +92,8 @@ class FrameReader:
 
     ``fps``: sample at this rate (None: every frame). ``start``/``stop``: source frame indices,
     stop exclusive. ``max_frames``: stop after this many yielded frames (use it for streams).
+    ``allow_partial``: keep the frames of a file that ends well before its header says (True, with
+    the warning in ``shortfall``) or raise a :class:`VideoError` (False).
     """
 
     def __init__(
@@ -93,6 +108,7 @@ class FrameReader:
         on_error: Literal["skip", "raise"] = "skip",
         backend: Literal["auto", "pyav", "opencv"] = "auto",
         timeout_s: float = 10.0,
+        allow_partial: bool = True,
     ) -> None:
         if fps is not None and fps <= 0:
             raise VideoError(f"fps must be positive, got {fps}", hint="pass --fps with a value such as 5")
@@ -105,7 +121,11 @@ class FrameReader:
         self.on_error = on_error
         self.backend = backend
         self.timeout_s = timeout_s
+        self.allow_partial = allow_partial
         self.skipped = 0
+        self.frames_read = 0  # source frames of the range a video file's last full pass decoded
+        self.frames_declared: int | None = None  # what the header declares for the range (None: no count)
+        self.shortfall: str | None = None  # the warning when the last pass ended short of frames_declared
         self._info: VideoInfo | None = None
         self._check_source()
 
@@ -205,6 +225,7 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         self.skipped = 0
+        self.frames_read, self.frames_declared, self.shortfall = 0, None, None
         if self._is_folder:
             raw = self._iter_folder(Path(self.source))
             native = self.folder_fps
@@ -218,6 +239,9 @@ class FrameReader:
         for frame in self._sample(raw, native):
             yielded += 1
             yield frame
+        if yielded == 0 and self.shortfall:
+            raise VideoError(f"{self.shortfall}; no frame of the range was read",
+                             hint="re-copy or re-export the file, or pick --start/--stop inside what is there")
         if yielded == 0 and self.skipped:
             hint = ("serve the file with HTTP range support, or re-encode it with the index first "
                     "(ffmpeg -movflags +faststart)" if is_stream(self.source)
@@ -301,10 +325,8 @@ class FrameReader:
             # FFmpeg ends a cut-off file like a complete one: the header's frame count tells them apart
             wanted = expected if self.stop is None else min(expected, self.stop)
             if index < wanted:
-                if self.on_error == "raise":
-                    raise VideoError(f"{self.source} is truncated: decoded {index} of {expected} frames",
-                                     hint="re-copy the file, or read it with on_error='skip'")
                 self.skipped = max(self.skipped, wanted - index)
+            self._check_length(index, expected or None, strict=self.on_error == "raise")
         finally:
             container.close()
 
@@ -320,8 +342,35 @@ class FrameReader:
                     break
                 yield Frame(index, index / rate, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 index += 1
+            declared = self.info.frame_count  # OpenCV's count may be an estimate: only a clear shortfall counts
+            if self._check_length(index, declared, strict=self.on_error == "raise") and declared is not None:
+                self.skipped = max(self.skipped, (declared if self.stop is None else min(declared, self.stop)) - index)
         finally:
             capture.release()
+
+    def _check_length(self, decoded: int, declared: int | None, *, strict: bool = False) -> bool:
+        """After a full pass that decoded source frames ``0..decoded-1``: compare the range's frames
+        with what the header ``declared``. True when the pass ended short beyond
+        :func:`length_tolerance`; then raise (``allow_partial`` False, or ``strict``) or keep the
+        warning in ``shortfall``."""
+        self.frames_read = max(0, (decoded if self.stop is None else min(decoded, self.stop)) - self.start)
+        if declared is None or declared <= 0 or is_stream(self.source):
+            return False
+        end = declared if self.stop is None else min(declared, self.stop)
+        wanted = end - self.start
+        if wanted <= 0:  # the range starts past the declared end: nothing was expected
+            return False
+        self.frames_declared = wanted
+        got = min(self.frames_read, wanted)
+        if wanted - got <= length_tolerance(declared):
+            return False
+        what = (f"the {wanted} frames its header declares" if (self.start, end) == (0, declared)
+                else f"the {wanted} frames its header declares for frames {self.start}-{end - 1}")
+        self.shortfall = f"{self.source}: read {got} of {what} (the file looks truncated or corrupt)"
+        if strict or not self.allow_partial:
+            raise VideoError(self.shortfall, hint="re-copy or re-export the file, or pass --allow-partial "
+                             "(allow_partial=True) to analyse the frames that are there")
+        return True
 
 
 def _read_image(path: Path) -> np.ndarray:

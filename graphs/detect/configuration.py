@@ -26,3 +26,6 @@ class VideoDetectConfig(BaseModel):
     key_frames: int = Field(default=3, ge=1, le=12, description="Thumbnails per event (first, peak, last, ...).")
     thumbnail_width: int = Field(default=240, ge=32, le=1280)
     explain: bool = Field(default=False, description="Run the explain graph on the video and its events.")
+    allow_partial: bool = Field(default=False, description="Analyse the frames of a file that ends well before "
+                                "its header's frame count (truncated or corrupt) and report the shortfall as a "
+                                "warning, instead of failing.")

@@ -40,7 +40,7 @@ from sleuth.graphs.reducers import merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneStore
 from sleuth.tools.captioners.windows import caption_positions
-from sleuth.tools.frames import Frame, FrameReader, VideoError
+from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, is_stream
 from sleuth.tools.proposer import Proposer, ProposerStore
 
 Progress = Callable[[str, int, int], None]
@@ -52,6 +52,7 @@ class VideoDetectState(TypedDict, total=False):
     source: str
     scene: str
     # score
+    warnings: list[str]
     indices: list[int]
     times: list[float]
     proposer_z: list[float] | None
@@ -95,12 +96,15 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     config = config or VideoDetectConfig()
     tools = runtime.toolset()
 
-    def read(state: VideoDetectState) -> list[Frame]:
-        reader = FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop)
-        frames = reader.read()
+    def reader(state: VideoDetectState) -> FrameReader:
+        return FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop,
+                           allow_partial=config.allow_partial)
+
+    def read(state: VideoDetectState, frames_of: FrameReader | None = None) -> list[Frame]:
+        frames_of = frames_of or reader(state)
+        frames = frames_of.read()
         if not frames:
-            raise VideoError(f"no frames in {state['source']} between frames {config.start} and {config.stop}",
-                             hint="check the video and --start/--stop")
+            raise no_frames_error(frames_of)
         return frames
 
     def timed(name: str, started: float) -> dict[str, float]:
@@ -109,12 +113,15 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     @telemetry.traced_agent("score")
     def score(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
-        frames = read(state)
+        source = reader(state)
+        frames = read(state, source)
+        warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
         indices, times = [f.index for f in frames], [f.time_s for f in frames]
         if not ProposerStore(runtime.settings).path_for(state["scene"]).is_file():
             # Rules only: every frame is captioned, the proposer neither gates nor scores.
-            return {"indices": indices, "times": times, "proposer_z": None, "proposer": [0.5] * len(frames),
-                    "threshold": None, "gate_threshold": -math.inf, "seconds": timed("score", started)}
+            return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": None,
+                    "proposer": [0.5] * len(frames), "threshold": None, "gate_threshold": -math.inf,
+                    "seconds": timed("score", started)}
         proposer = tools.proposer(state["scene"])
         scores = (proposer.score(frames, progress=progress) if progress and isinstance(proposer, Proposer)
                   else proposer.score(frames))  # a Ray Serve handle reports no progress
@@ -127,7 +134,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             gate = median + (threshold - median) * min(config.gate_percentile, 99.0) / 99.0
         if config.gate_percentile <= 0:
             gate = -math.inf
-        return {"indices": indices, "times": times, "proposer_z": z.tolist(),
+        return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z.tolist(),
                 "proposer": scores.unit_scores().tolist(), "threshold": threshold,
                 "gate_threshold": float(gate), "seconds": timed("score", started)}
 
@@ -191,7 +198,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if wanted:
             from sleuth.reports import thumbnail
 
-            for frame in FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop):
+            for frame in reader(state):
                 if frame.index in wanted:
                     thumbnails[str(frame.index)] = thumbnail(frame.image, width=config.thumbnail_width)
                 if frame.index >= max(wanted):
@@ -225,14 +232,36 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     return graph.compile(checkpointer=checkpointer)
 
 
+def no_frames_error(reader: FrameReader) -> VideoError:
+    """Why a read of ``reader``'s range gave no frame, in the video's own length where it has one."""
+    name, start, stop = reader.source, reader.start, reader.stop
+    try:
+        info: VideoInfo | None = reader.info
+    except VideoError:  # a stream that went away since: say what is known
+        info = None
+    count = info.frame_count if info is not None else None
+    if info is not None and count is not None and start >= count:
+        seconds = f", {info.duration_s:.1f} s" if info.duration_s is not None else ""
+        return VideoError(f"--start {start} is past the end of {name} ({count} frames{seconds})",
+                          hint=f"pass a --start below {count}")
+    where = f"from frame {start}" + (f" to frame {stop - 1}" if stop is not None else " on")
+    length = f" ({count} frames)" if count is not None else ""
+    return VideoError(f"no frames in {name}{length} {where}", hint="check the video and --start/--stop")
+
+
 def default_thread_id(source: str, scene: str, config: VideoDetectConfig, runtime: Runtime) -> str:
-    """Same video, scene, settings, proposer and rules -> same thread (so a rerun resumes)."""
+    """Same video, scene, settings, proposer and rules -> same thread (so a rerun resumes).
+
+    ``allow_partial`` enters the digest only when set: a run that accepted a truncated file never
+    answers a rerun without the flag, and checkpoints of runs made before the field existed stay valid.
+    """
     digest = hashlib.sha1()
     path = Path(source)
     stat = path.stat() if path.exists() else None
     checkpoint = ProposerStore(runtime.settings).path_for(scene)
     parts = [str(path.resolve()) if stat else source, str(stat.st_mtime_ns if stat else 0),
-             str(stat.st_size if stat else 0), scene, config.model_dump_json(),
+             str(stat.st_size if stat else 0), scene,
+             config.model_dump_json(exclude=None if config.allow_partial else {"allow_partial"}),
              str(checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0),
              str(runtime.memory.latest_version(scene)), getattr(runtime.toolset().captioner, "name", "")]
     for part in parts:
@@ -258,7 +287,11 @@ def detect_video(source: str | Path, *, scene: str, config: VideoDetectConfig | 
         known = sorted(set(store.scenes()) | set(profiles.scenes()))
         raise SleuthError(f"scene '{scene}' is not calibrated (calibrated scenes: {', '.join(known) or 'none'})",
                           hint=f"run `sleuth calibrate --scene {scene} --video NORMAL_FOOTAGE` first")
-    FrameReader(source, fps=config.fps)  # a missing or unreadable video fails here, in one line
+    probe = FrameReader(source, fps=config.fps, start=config.start, stop=config.stop)  # a missing video fails here
+    if config.start and not is_stream(source):
+        count = probe.info.frame_count
+        if count is not None and config.start >= count:  # before any model loads
+            raise no_frames_error(probe)
     thread_id = thread_id or default_thread_id(source, scene, config, runtime)
     graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer, thread_id=thread_id)
     run_config = {"configurable": {"thread_id": thread_id}}
@@ -307,4 +340,5 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
                   prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
                   seconds=round(seconds, 2), seconds_by_stage=stages),
         trace_id=trace_id, thumbnails={int(k): v for k, v in (state.get("thumbnails") or {}).items()},
-        explanation=explanation, created=datetime.now(UTC).isoformat(timespec="seconds"))
+        explanation=explanation, created=datetime.now(UTC).isoformat(timespec="seconds"),
+        warnings=list(state.get("warnings") or []))

@@ -74,3 +74,5 @@ class DetectReport(BaseModel):
     thumbnails: dict[int, str] = Field(default_factory=dict, description="Source frame index -> base64 JPEG.")
     explanation: Explanation | None = None
     created: str | None = None
+    warnings: list[str] = Field(default_factory=list, description="What the user should know about this run's "
+                                "input, e.g. a truncated video of which only part was read (--allow-partial).")
