@@ -46,7 +46,7 @@ def for_serving(settings: Settings) -> Settings:
 
 def allowed_roots(settings: Settings) -> list[Path]:
     roots = [Path(root).expanduser() for root in settings.data_dirs] or [Path.cwd()]
-    return [root.resolve() for root in (*roots, uploads_dir(settings))]
+    return list(dict.fromkeys(root.resolve() for root in (*roots, uploads_dir(settings))))
 
 
 def resolve_data_path(settings: Settings, path: str | Path) -> Path:

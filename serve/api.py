@@ -307,11 +307,13 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
     reads ``SLEUTH_API_KEY`` now and generates a key when it is not set."""
     settings = for_serving(settings or load_settings())
     limits = limits or ApiLimits.from_env()
-    access = access or Access.for_server()
+    if access is None:
+        access = Access.for_server()
+        if access.generated:
+            logger.warning("%s is not set: the API takes only a key generated for this app, which nobody was "
+                           "told; set %s", API_KEY_ENV, API_KEY_ENV)
     owned_jobs = jobs is None
     state = _State(settings, limits, access.token, jobs or JobStore(settings), investigator, make_investigator)
-    if access.generated:
-        logger.warning("%s is not set: the API takes only the key generated for this app", API_KEY_ENV)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -344,7 +346,8 @@ def create_api(settings: Settings | None = None, *, investigator: Any = None, jo
         given = (credentials.credentials if credentials else None) or key or ""
         if not secrets.compare_digest(given.encode(), state.api_key.encode()):
             raise ApiError(401, "missing or wrong API key" if given else "this API needs a key",
-                           hint="send the server's SLEUTH_API_KEY as `Authorization: Bearer <key>` or `X-API-Key`")
+                           hint="send the key (the server's SLEUTH_API_KEY, or the one it printed at start) as "
+                                "`Authorization: Bearer <key>` or `X-API-Key`")
 
     open_routes = APIRouter(prefix="/v1")
     routes = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses={401: _ERRORS[401]})

@@ -26,6 +26,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -324,22 +325,46 @@ def _check_port(host: str, port: int) -> None:
                               hint="is another `sleuth ui` running? pick another with --port") from None
 
 
-STARTUP_PATH = "/gradio_api/startup-events"  # Gradio calls it without the token while it starts
+class WebChat:
+    """The running web chat: ``sleuth_url`` (its address with the token) to open, ``block_thread()``
+    serves until Ctrl-C, ``close()`` stops it; ``blocks`` is the Gradio app."""
+
+    def __init__(self, blocks: gr.Blocks, server: Any, thread: threading.Thread, local_url: str, token: str) -> None:
+        self.blocks = blocks
+        self.local_url = local_url
+        self.sleuth_url = f"{local_url.rstrip('/')}/?{urlencode({'token': token})}"
+        self._server = server
+        self._thread = thread
+
+    def block_thread(self) -> None:
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
 
-def launch_ui(settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False, *,
+def launch_ui(settings: Settings, host: str = "127.0.0.1", port: int = 7860, *,
               investigator_factory: Callable[[], ChatSession] | None = None,
-              access: Access | None = None) -> gr.Blocks:
-    """Start the web chat server in the background and return the running Blocks.
+              access: Access | None = None) -> WebChat:
+    """Start the web chat server in the background and return it running.
 
-    ``demo.sleuth_url`` is the address to open (it carries the token of ``access``, by default
-    :meth:`Access.for_server` of ``host``); ``demo.block_thread()`` serves until Ctrl-C and
-    ``demo.close()`` stops it. Raises :class:`SleuthError` when the port is taken.
+    ``access`` (default :meth:`Access.for_server` of ``host``) holds the token and host names. Its
+    :class:`AccessGuard` wraps the whole Gradio app, outside Gradio's own CORS middleware (which
+    would otherwise let pages served from loopback read answers), and a CORS middleware that allows
+    no origin tells Gradio not to add CORS headers at all. Raises :class:`SleuthError` when the
+    port is taken.
     """
+    import uvicorn
+    from fastapi import FastAPI
+    from starlette.middleware.cors import CORSMiddleware
+
     settings = for_serving(settings)
     access = access or Access.for_server(host)
-    guard = Middleware(AccessGuard, access=access, token_required=True, cookie=f"sleuth-ui-{port}",
-                       open_paths=[STARTUP_PATH], hint="open the address `sleuth ui` printed (it carries the token)")
     if investigator_factory is None:
         def investigator_factory() -> ChatSession:
             from sleuth.graphs.investigate import Investigator
@@ -350,12 +375,21 @@ def launch_ui(settings: Settings, host: str = "127.0.0.1", port: int = 7860, sha
     _check_port(host, port)
     demo = build_ui(investigator_factory, settings)
     demo.queue(default_concurrency_limit=1)  # one local model: turns run one at a time
-    try:
-        demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
-                    inbrowser=False, show_error=True, allowed_paths=[str(root) for root in served_roots(settings)],
-                    theme=theme(), footer_links=[], app_kwargs={"middleware": [guard]})
-    except OSError as exc:
-        raise SleuthError(f"cannot listen on {host}:{port} ({exc})",
-                          hint="is another `sleuth ui` running? pick another with --port") from None
-    demo.sleuth_url = f"{demo.local_url.rstrip('/')}/?{urlencode({'token': access.token})}"  # type: ignore[attr-defined]
-    return demo
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, middleware=[
+        Middleware(AccessGuard, access=access, token_required=True, cookie=f"sleuth-ui-{port}",
+                   hint="open the address `sleuth ui` printed (it carries the token)"),
+        Middleware(CORSMiddleware, allow_origins=[])])
+    gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, footer_links=[], show_error=True,
+                        allowed_paths=[str(root) for root in served_roots(settings)], theme=theme())
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="sleuth-ui", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise SleuthError(f"cannot listen on {host}:{port}",
+                              hint="is another `sleuth ui` running? pick another with --port")
+        time.sleep(0.02)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host  # noqa: S104
+    return WebChat(demo, server, thread, f"http://{shown}:{port}/", access.token)

@@ -254,3 +254,142 @@ def test_the_cli_prints_the_address_with_its_token(settings: Settings, monkeypat
     assert "warning: listening on 0.0.0.0" in result.output
     assert "no data folders configured" in result.output
     assert seen["access"].generated and seen["host"] == "0.0.0.0"
+
+
+# -- a real browser on another origin ----------------------------------------------------------
+
+ATTACK_PAGE = """<!doctype html><title>cat pictures</title><script>
+const results = {};
+async function attempt(name, run) {
+  try { results[name] = await run(); } catch (error) { results[name] = 'blocked: ' + error.name; }
+}
+function video() {
+  const form = new FormData();
+  form.append('file', new Blob(['ATTACK-PAYLOAD'], {type: 'video/mp4'}), 'a.mp4');
+  return form;
+}
+(async () => {
+  await attempt('api health', async () => (await fetch(API + '/v1/health')).text());
+  await attempt('api jobs', async () => (await fetch(API + '/v1/jobs')).text());
+  await attempt('api jobs with the key', async () =>
+    (await fetch(API + '/v1/jobs', {headers: {'X-API-Key': KEY}})).text());
+  await attempt('api upload', async () => (await fetch(API + '/v1/videos',
+    {method: 'POST', body: video(), mode: 'no-cors'})).type);
+  await attempt('api upload with the key', async () => (await fetch(API + '/v1/videos',
+    {method: 'POST', body: video(), headers: {'X-API-Key': KEY}})).text());
+  await attempt('api job', async () => (await fetch(API + '/v1/jobs', {method: 'POST', mode: 'no-cors',
+    body: JSON.stringify({video: 'clip.mp4', scene: 'demo'})})).type);
+  await attempt('web chat page', async () => (await fetch(UI + '/')).text());
+  await attempt('web chat config', async () => (await fetch(UI + '/config', {credentials: 'include'})).text());
+  await attempt('web chat upload', async () => (await fetch(UI + '/gradio_api/upload',
+    {method: 'POST', body: video(), mode: 'no-cors', credentials: 'include'})).type);
+  await attempt('web chat message', async () => (await fetch(UI + '/gradio_api/queue/join', {method: 'POST',
+    mode: 'no-cors', credentials: 'include', body: JSON.stringify({data: ['detect clip.mp4'], fn_index: 0})})).type);
+  window.results = results;
+  document.title = 'done';
+})();
+</script>"""
+
+
+@pytest.mark.slow  # chromium (about 10 s)
+def test_a_page_on_another_origin_can_neither_read_nor_write(settings: Settings, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's acceptance test: a real chromium opens a page served from another origin on this
+    machine, which tries to read from and write to a running API and web chat. The browser tab has
+    also opened the web chat with its token before, so it carries the web chat's cookie."""
+    import http.server
+    import shutil
+    import threading
+    import time
+
+    import uvicorn
+    from sleuth.serve import access as access_module
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root with apt-get)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
+    webchat = pytest.importorskip("sleuth.serve.webchat")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+
+    refused: list[tuple[str, str, int]] = []
+    check = access_module.AccessGuard._check
+
+    def recording(self: Any, scope: Any) -> Any:
+        response = check(self, scope)
+        if response is not None:
+            refused.append((scope.get("method", "WS"), scope["path"], response.status_code))
+        return response
+
+    monkeypatch.setattr(access_module.AccessGuard, "_check", recording)
+    calls: list[Any] = []
+
+    class Recorder:
+        def new_thread(self) -> str:
+            return "t1"
+
+        def send(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return iter(())
+
+        def resume(self, *args: Any) -> Any:
+            calls.append(args)
+            return iter(())
+
+        def pending(self, thread_id: str) -> None:
+            return None
+
+        def history(self, thread_id: str) -> list[Any]:
+            return []
+
+    jobs = JobStore(settings, detect=NoDetect())
+    api_port, ui_port, page_port = _free_port(), _free_port(), _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_api(settings, jobs=jobs, access=Access(token=KEY)),
+                                           host="127.0.0.1", port=api_port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    demo = webchat.launch_ui(settings, port=ui_port, investigator_factory=Recorder, access=Access(token=KEY))
+    page_html = ATTACK_PAGE.replace("API", f"'http://127.0.0.1:{api_port}'", 1)
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            body = (page_html.replace("const results", f"const API = 'http://127.0.0.1:{api_port}', "
+                                      f"UI = 'http://127.0.0.1:{ui_port}', KEY = '{KEY}'; const results", 1)
+                    ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    page_server = http.server.ThreadingHTTPServer(("127.0.0.1", page_port), Attacker)
+    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+            tab = browser.new_page()
+            tab.goto(demo.sleuth_url)  # the analyst's session: the tab now holds the web chat's cookie
+            for origin in (f"http://localhost:{page_port}", f"http://127.0.0.1:{page_port}"):  # cross-site, same-site
+                tab.goto(f"{origin}/cats.html")
+                tab.wait_for_function("document.title === 'done'", timeout=20_000)
+                results = tab.evaluate("window.results")
+                assert len(results) == 10
+                for name, outcome in results.items():  # reads fail; no-cors writes give the page an opaque nothing
+                    assert outcome in ("blocked: TypeError", "opaque"), (origin, name, outcome)
+            browser.close()
+    finally:
+        demo.close()
+        server.should_exit = True
+        page_server.shutdown()
+
+    assert _uploads(settings) == [] and jobs.recent(10) == [] and calls == []
+    stored = [path for path in (tmp_path / "gradio").rglob("*") if path.is_file()]
+    assert not any(b"ATTACK-PAYLOAD" in path.read_bytes() for path in stored)
+    # the requests did reach the servers, and the guard turned them away
+    assert {("POST", "/v1/videos", 403), ("POST", "/v1/jobs", 403), ("GET", "/v1/jobs", 403),
+            ("POST", "/gradio_api/upload", 403), ("POST", "/gradio_api/queue/join", 403)} <= set(refused)
