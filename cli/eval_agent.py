@@ -20,14 +20,23 @@ def eval_agent(
         help="LLM of the agent, e.g. a packaged model name (default: the configured llm.model).")] = None,
     question: Annotated[list[str] | None, typer.Option(
         "--question", help="Only this question id of evals/agent_questions.json (repeatable).")] = None,
+    tool_mode: Annotated[str, typer.Option(
+        help="How the model picks a tool: auto (schema on the embedded llama.cpp, else native), schema, native.")]
+    = "auto",
 ) -> None:
     """Ask the agent 40 analyst questions for its first step: right tool, right arguments, latency."""
     from sleuth.evals.agent_bench import latency_line, run_agent_benchmark, summary_rows
 
-    with request("eval agent") as settings:
-        result = run_agent_benchmark(output, settings=settings, model=model, questions=question, progress=err.print)
+    if tool_mode not in ("auto", "schema", "native"):
+        from sleuth.cli.runner import fail
 
-    table = Table(title=f"agent tool choice · {result.model} · {result.questions} questions", box=None,
+        raise fail(f"--tool-mode {tool_mode!r}: use auto, schema or native")
+    with request("eval agent") as settings:
+        result = run_agent_benchmark(output, settings=settings, model=model, questions=question, progress=err.print,
+                                     tool_mode=tool_mode)  # type: ignore[arg-type]
+
+    table = Table(title=f"agent tool choice · {result.model} · {result.tool_mode} steps · {result.questions} questions",
+                  box=None,
                   header_style="bold", title_justify="left")
     for column in ("expected tool", "questions", "tool (%)", "arguments (%)", "called instead"):
         table.add_column(column, justify="right" if column in ("questions", "tool (%)", "arguments (%)") else "left")

@@ -45,6 +45,7 @@ from sleuth.errors import ConfigError, EndpointError, ModelFileError, SleuthErro
 
 if TYPE_CHECKING:
     from sleuth.config import Settings
+    from sleuth.graphs.investigate import ToolMode
 
 QUESTIONS = Path(__file__).with_name("agent_questions.json")
 NO_TOOL = "(none)"
@@ -284,6 +285,8 @@ class Latency(BaseModel):
 
 class AgentBenchResult(BaseModel):
     model: str
+    tool_mode: Literal["schema", "native"] = Field(default="native", description="How the model picked its tool: "
+                                                   "a step decoded under the tools' JSON schema, or native tool calls.")
     questions_file: str
     questions: int
     tool_accuracy: float
@@ -351,7 +354,8 @@ def summarise(results: Sequence[QuestionResult]) -> dict[str, Any]:
 
 def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None = None,
                         questions: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
-                        questions_path: Path = QUESTIONS, runtime: Any = None) -> AgentBenchResult:
+                        questions_path: Path = QUESTIONS, runtime: Any = None,
+                        tool_mode: ToolMode = "auto") -> AgentBenchResult:
     """Ask the agent each question (or only the ids in ``questions``) for its first call, score, write files.
 
     ``model`` overrides the LLM (e.g. the packaged 1.5B); ``runtime`` is for tests. A failing
@@ -364,13 +368,15 @@ def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None =
     question_set = load_questions(questions_path)
     chosen = select(question_set, questions)
     runtime = runtime or Runtime.from_settings(settings, model=model)
+    mode: ToolMode = tool_mode if tool_mode != "auto" else "schema" if investigate.use_schema(runtime, "auto") \
+        else "native"
     say = progress or (lambda _: None)
     results: list[QuestionResult] = []
     for number, question in enumerate(chosen, 1):
         result = QuestionResult(id=question.id, question=question.question, expected_tool=question.tool)
         try:
             tool, arguments, first_token, seconds = investigate.first_tool_call(
-                question.question, runtime=runtime, context=question_set.context)
+                question.question, runtime=runtime, context=question_set.context, tool_mode=mode)
         except (EndpointError, ModelFileError, ConfigError):
             raise
         except SleuthError as exc:
@@ -388,6 +394,7 @@ def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None =
 
     bench = AgentBenchResult(
         model=str(runtime.settings.llm.model), questions_file=str(questions_path), per_question=results,
+        tool_mode=mode,
         environment={"date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
                      "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                      "context": question_set.context},
@@ -428,7 +435,7 @@ def markdown(result: AgentBenchResult) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = [f"# Agent tool choice: {result.model}", "",
+    lines = [f"# Agent tool choice: {result.model} ({result.tool_mode} steps)", "",
              f"{result.questions} questions ({result.questions_file}); tool accuracy "
              f"{_pct(result.tool_accuracy)} %, argument accuracy {_pct(result.argument_accuracy)} %; "
              f"no-tool questions answered without a tool {result.no_tool_correct}/{result.no_tool_questions}; "

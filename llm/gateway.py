@@ -186,7 +186,8 @@ class Gateway:
     def _resolve(self, role: str, *, start: bool = True) -> Endpoint:
         config = self._role_config(role)
         fallbacks = tuple(config.fallbacks)
-        if isinstance(config, LLMRole) and (config.gguf or packaged.is_packaged(config.model)):
+        if embedded(config):
+            assert isinstance(config, LLMRole)
             if not start:  # described, not served (a replaying cassette)
                 name = Path(config.gguf).stem if config.gguf else str(config.model)
                 return Endpoint(role, f"openai/{name}", name, LOCAL_PROVIDER, None, True, config.timeout_s, 0,
@@ -452,6 +453,11 @@ class Gateway:
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def embedded(config: ModelRole) -> bool:
+    """Whether a role is served by the embedded llama.cpp (a packaged model or a GGUF file)."""
+    return isinstance(config, LLMRole) and bool(config.gguf or packaged.is_packaged(config.model))
 
 
 def _parse_json(text: str) -> Any:

@@ -189,9 +189,9 @@ def test_missing_questions_file(tmp_path: Path) -> None:
 def scripted_agent(answers: dict[str, Any], calls: list[dict[str, Any]]):  # noqa: ANN201 - a test double
     """A stand-in for first_tool_call: the scripted answer for a question text (default: no tool)."""
 
-    def first_tool_call(question: str, *, runtime: Any, context: str) -> tuple[str | None, dict[str, Any],
-                                                                               float | None, float]:
-        calls.append({"question": question, "runtime": runtime, "context": context})
+    def first_tool_call(question: str, *, runtime: Any, context: str,
+                        tool_mode: str = "auto") -> tuple[str | None, dict[str, Any], float | None, float]:
+        calls.append({"question": question, "runtime": runtime, "context": context, "tool_mode": tool_mode})
         answer = answers.get(question, (None, {}))
         if isinstance(answer, Exception):
             raise answer
@@ -280,7 +280,7 @@ def test_cli_builds_the_runtime_for_the_model_and_prints_the_table(tmp_path: Pat
                                       "--question", "scenes-1"])
     assert result.exit_code == 0, result.output
     assert built == ["qwen-test"]
-    assert "agent tool choice · qwen-test · 2 questions" in result.output
+    assert "agent tool choice · qwen-test · native steps · 2 questions" in result.output
     assert (tmp_path / "agent_bench.md").exists()
 
 

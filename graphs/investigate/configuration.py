@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -13,3 +15,8 @@ class InvestigateConfig(BaseModel):
     tool_result_chars: int = Field(default=3000, ge=200, description="Tool results longer than this are cut "
                                    "before the model reads them (small context windows).")
     context_videos: int = Field(default=15, ge=0, description="Videos listed in the system prompt.")
+    tool_mode: Literal["auto", "schema", "native"] = Field(
+        default="auto", description="How the model picks a tool: 'schema' decodes each step as one JSON object under "
+        "a schema built from the tools (every call well-formed, every name real), 'native' uses the endpoint's tool "
+        "calling, 'auto' picks 'schema' for the embedded llama.cpp endpoint and 'native' elsewhere.")
+    step_tokens: int = Field(default=256, ge=32, description="Token limit of one schema-decoded step.")

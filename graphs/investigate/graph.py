@@ -4,8 +4,10 @@
 
 - **agent**: one streamed LLM call through the gateway with the tools' JSON schemas. Text is
   streamed to the person as it comes (``custom`` stream events), except text that is a tool call
-  written out by a small model. After ``max_steps`` tool rounds the tools are withheld, so the
-  model must answer.
+  written out by a small model. On the embedded llama.cpp endpoint (``tool_mode``) the step is
+  first decided under a JSON schema built from the tools (:mod:`.decide`: a real tool with valid
+  arguments, or "answer"), and only an answer is streamed. After ``max_steps`` tool rounds the
+  tools are withheld, so the model must answer.
 - **tools**: runs the calls of the last assistant message. A tool that changes stored state or
   starts a long job first pauses the graph with ``interrupt()`` and runs only if the person
   approves (``Command(resume={"approved": True})``); a declined call is reported to the model.
@@ -29,8 +31,9 @@ from langgraph.types import interrupt
 from pydantic import ValidationError
 from sleuth import telemetry
 from sleuth.datapaths import chat_dir
-from sleuth.errors import SleuthError
+from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
+from sleuth.graphs.investigate.decide import decide_step, use_schema
 from sleuth.graphs.investigate.tools import TOOLS, ToolContext
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ChatResult
@@ -107,6 +110,7 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
                 files_root: Path | None = None, checkpointer: Any = None) -> Any:
     config = config or InvestigateConfig()
     files_root = files_root or chat_dir(runtime.settings)
+    schema_steps = use_schema(runtime, config.tool_mode)
 
     @telemetry.traced_agent("investigate_agent")
     def agent(state: InvestigateState) -> dict[str, Any]:
@@ -119,16 +123,27 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
             return stream_agent_turn(runtime, messages, tools=tools, max_tokens=config.max_tokens,
                                      emit=lambda text: writer({"type": "token", "text": text}))
 
-        result = ask(tools)
         made = {_call_key(call["function"]["name"], call["function"]["arguments"])
                 for message in turn for call in message.get("tool_calls") or []}
-        if result.tool_calls and all(_call_key(c.name, json.dumps(c.arguments)) in made for c in result.tool_calls):
-            result = ask(None)  # a small model repeating a call it already made: make it answer instead
-        if result.tool_calls:
+        if schema_steps and tools:
+            try:
+                step = decide_step(runtime, messages, tools, max_tokens=config.step_tokens)
+            except StructuredOutputError:
+                step = None  # no valid step even under the schema: answer from what there is
+            calls = [step] if step is not None and _call_key(step.name, json.dumps(step.arguments)) not in made else []
+            result = None if calls else ask(None)  # a repeated call counts as "answer" too
+        else:
+            result = ask(tools)
+            if result.tool_calls and all(_call_key(c.name, json.dumps(c.arguments)) in made
+                                         for c in result.tool_calls):
+                result = ask(None)  # a small model repeating a call it already made: make it answer instead
+            calls = list(result.tool_calls)
+        if calls:
             return {"messages": [{"role": "assistant", "content": "", "tool_calls": [
                 {"id": call.id, "type": "function", "function": {"name": call.name,
                                                                  "arguments": json.dumps(call.arguments)}}
-                for call in result.tool_calls[:3]]}]}
+                for call in calls[:3]]}]}
+        assert result is not None
         text = result.text.strip()
         if not text or _looks_like_a_call(text):
             text = fallback_answer(turn)

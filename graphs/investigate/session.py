@@ -19,6 +19,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 from sleuth.errors import SleuthError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
+from sleuth.graphs.investigate.decide import ToolMode, decide_step, use_schema
 from sleuth.graphs.investigate.graph import build_graph, stream_agent_turn, system_message, tool_schemas
 from sleuth.graphs.runtime import Runtime
 
@@ -162,12 +163,17 @@ class Investigator:
         return shown
 
 
-def first_tool_call(question: str, *, runtime: Runtime, context: str,
-                    max_tokens: int = 256) -> tuple[str | None, dict[str, Any], float | None, float]:
+def first_tool_call(question: str, *, runtime: Runtime, context: str, max_tokens: int = 256,
+                    tool_mode: ToolMode = "auto") -> tuple[str | None, dict[str, Any], float | None, float]:
     """The agent's first step for ``question`` (benchmarks): tool name or None, its arguments,
-    seconds to the first token, total seconds. Runs no tool."""
+    seconds to the first token (None for a schema-decoded step, which is not streamed), total
+    seconds. Runs no tool. ``tool_mode`` as in :class:`InvestigateConfig`."""
     messages = [system_message(context), {"role": "user", "content": question}]
     started = time.monotonic()
+    if use_schema(runtime, tool_mode):
+        step = decide_step(runtime, messages, tool_schemas(), max_tokens=max_tokens)
+        seconds = time.monotonic() - started
+        return (step.name, dict(step.arguments), None, seconds) if step else (None, {}, None, seconds)
     result = stream_agent_turn(runtime, messages, tools=tool_schemas(), max_tokens=max_tokens, emit=lambda _: None)
     seconds = time.monotonic() - started
     if not result.tool_calls:

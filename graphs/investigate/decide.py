@@ -1,0 +1,97 @@
+"""The agent's next step decoded under a JSON schema built from the tool registry.
+
+A small local model calling tools natively often writes no call, a malformed one, or a tool that
+does not exist. Here the step is one JSON object that the endpoint (llama.cpp turns the schema
+into a grammar) cannot leave: ``{"tool": "<a real tool>", "arguments": {<that tool's
+arguments>}}`` or ``{"tool": "answer"}``. So every call is well-formed, names a tool that exists,
+and has arguments of the right types; an answer is then written by a plain streamed call.
+
+:func:`use_schema` chooses this for the embedded llama.cpp endpoint (``tool_mode = "auto"``);
+other endpoints keep their native tool calling.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any, Literal
+
+from sleuth.graphs.runtime import Runtime
+from sleuth.llm.gateway import ToolCall, embedded
+from sleuth.prompts import load_prompt
+
+ANSWER = "answer"
+ToolMode = Literal["auto", "schema", "native"]
+
+
+def use_schema(runtime: Runtime, mode: ToolMode) -> bool:
+    """Whether the agent's steps are decoded under the step schema (``auto``: on the local endpoint)."""
+    if mode != "auto":
+        return mode == "schema"
+    return embedded(runtime.settings.llm)
+
+
+def _arguments_schema(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A tool's parameter schema, closed (no other keys) and without pydantic's titles."""
+    schema = copy.deepcopy(parameters)
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    schema["additionalProperties"] = False
+    schema.setdefault("type", "object")
+    return schema
+
+
+def step_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """One choice among the tools (each with its own arguments schema) or ``answer``."""
+    options: list[dict[str, Any]] = []
+    definitions: dict[str, Any] = {}
+    for tool in tools:
+        function = tool["function"]
+        arguments = _arguments_schema(function.get("parameters") or {"type": "object", "properties": {}})
+        definitions.update(arguments.pop("$defs", {}))
+        options.append({"type": "object", "additionalProperties": False, "required": ["tool", "arguments"],
+                        "properties": {"tool": {"const": function["name"]}, "arguments": arguments}})
+    options.append({"type": "object", "additionalProperties": False, "required": ["tool"],
+                    "properties": {"tool": {"const": ANSWER}}})
+    schema: dict[str, Any] = {"title": "next_step", "anyOf": options}
+    if definitions:
+        schema["$defs"] = definitions
+    return schema
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return "|".join(map(str, prop["enum"]))
+    kinds = [option.get("type") for option in prop.get("anyOf", [prop]) if option.get("type") not in (None, "null")]
+    return "/".join(str(kind) for kind in kinds) or "value"
+
+
+def tool_menu(tools: list[dict[str, Any]]) -> str:
+    """The tools in a few lines: ``- name(arg: type, opt?: type): what it does``."""
+    lines = []
+    for tool in tools:
+        function = tool["function"]
+        parameters = function.get("parameters") or {}
+        required = set(parameters.get("required", []))
+        arguments = ", ".join(f"{name}{'' if name in required else '?'}: {_type_name(prop)}"
+                              for name, prop in parameters.get("properties", {}).items())
+        lines.append(f"- {function['name']}({arguments}): {function.get('description', '').strip()}")
+    return "\n".join(lines)
+
+
+def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` (system first) with the step instructions added to the system message."""
+    instructions = load_prompt("investigate.step").messages(tools=tool_menu(tools), message="")[0]["content"]
+    system, *rest = messages
+    return [{"role": "system", "content": f"{system['content']}\n\n{instructions}"}, *rest]
+
+
+def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+                max_tokens: int) -> ToolCall | None:
+    """The next step: a tool call, or None to answer. ``messages`` start with the system message."""
+    step = runtime.gateway.structured_json(step_messages(messages, tools), step_schema(tools), max_tokens=max_tokens,
+                                           temperature=0.0)
+    if step["tool"] == ANSWER:
+        return None
+    return ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=step["tool"], arguments=dict(step.get("arguments") or {}))

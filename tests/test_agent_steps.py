@@ -1,0 +1,117 @@
+"""Schema-decoded agent steps (issue 17 item 1): one JSON object per step, built from the tool registry.
+
+The endpoint is a scripted one (control flow only); the step schema is what llama.cpp turns into a
+grammar, so these tests check the schema itself with jsonschema and the agent's use of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from sleuth.graphs.investigate import Investigator, first_tool_call
+from sleuth.graphs.investigate.configuration import InvestigateConfig
+from sleuth.graphs.investigate.decide import step_schema, tool_menu, use_schema
+from sleuth.graphs.investigate.graph import tool_schemas
+
+from tests.test_investigate import setup  # noqa: F401 - the fixture
+
+
+def _valid(step: dict[str, Any]) -> bool:
+    try:
+        jsonschema.validate(step, step_schema(tool_schemas()))
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def test_the_schema_admits_real_tools_with_valid_arguments_and_answer_only() -> None:
+    assert _valid({"tool": "answer"})
+    assert _valid({"tool": "list_scenes", "arguments": {}})
+    assert _valid({"tool": "show_frame", "arguments": {"video": "data/videos/vtest.avi", "time_s": 20}})
+    assert not _valid({"tool": "delete_everything", "arguments": {}})  # no such tool
+    assert not _valid({"tool": "show_frame", "arguments": {"video": "v.avi"}})  # time_s missing
+    assert not _valid({"tool": "show_frame", "arguments": {"video": "v.avi", "time_s": "twenty"}})
+    assert not _valid({"tool": "show_frame", "arguments": {"video": "v.avi", "time_s": 1, "speed": 2}})
+    assert not _valid({"tool": "answer", "text": "hello"})
+    names = [tool["function"]["name"] for tool in tool_schemas()]
+    menu = tool_menu(tool_schemas())
+    assert all(f"- {name}(" in menu for name in names)
+    assert "show_frame(video: string, time_s: number)" in menu
+
+
+class Steps:
+    """A scripted model: steps (requests with a JSON schema) in order, and one answer text."""
+
+    def __init__(self, steps: list[dict[str, Any] | str], answer: str) -> None:
+        self.steps = list(steps)
+        self.answer = answer
+        self.step_requests: list[dict[str, Any]] = []
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, None]:
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            self.step_requests.append(body)
+            step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+            return (step if isinstance(step, str) else json.dumps(step)), None
+        assert "tools" not in body  # an answer is written without tools
+        return self.answer, None
+
+
+def test_a_schema_step_runs_the_tool_then_the_answer_streams(setup: dict[str, Any]) -> None:  # noqa: F811
+    steps = Steps([{"tool": "show_frame", "arguments": {"video": str(setup["video"]), "time_s": 1.0}},
+                   {"tool": "answer"}], "Frame 10 at 0:01.0 shows the red walker.")
+    setup["script"].responder = steps
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
+    events = list(agent.send("t1", "show me the frame at one second of gate.mp4"))
+    kinds = [event.type for event in events]
+    assert kinds[0] == "tool_start" and "tool_end" in kinds and kinds[-1] == "answer" and "token" in kinds
+    assert events[-1].text == "Frame 10 at 0:01.0 shows the red walker."
+    first = steps.step_requests[0]
+    schema = first["response_format"]["json_schema"]["schema"]
+    assert schema == step_schema(tool_schemas()) and "tools" not in first
+    assert "Tools:\n- list_scenes()" in first["messages"][0]["content"]
+
+
+def test_a_step_that_stays_invalid_ends_in_an_answer_not_a_crash(setup: dict[str, Any]) -> None:  # noqa: F811
+    setup["script"].responder = Steps(['{"tool": "format_disk"}'], "I cannot do that with my tools.")
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
+    events = list(agent.send("t1", "wipe the disk"))
+    assert [event.type for event in events if event.type.startswith("tool")] == []
+    assert events[-1].type == "answer" and events[-1].text == "I cannot do that with my tools."
+
+
+def test_a_repeated_schema_step_becomes_the_answer(setup: dict[str, Any]) -> None:  # noqa: F811
+    call = {"tool": "list_scenes", "arguments": {}}
+    setup["script"].responder = Steps([call, call], "Scene gate is calibrated.")
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
+    events = list(agent.send("t1", "which scenes are there?"))
+    assert [event.tool for event in events if event.type == "tool_start"] == ["list_scenes"]
+    assert events[-1].text == "Scene gate is calibrated."
+
+
+def test_first_tool_call_uses_the_same_step(setup: dict[str, Any]) -> None:  # noqa: F811
+    setup["script"].responder = Steps([{"tool": "search", "arguments": {"query": "a man running",
+                                                                          "gallery": "campus"}}], "")
+    name, arguments, ttft, seconds = first_tool_call("find a man running", runtime=setup["runtime"],
+                                                     context="Galleries: campus", tool_mode="schema")
+    assert (name, arguments, ttft) == ("search", {"query": "a man running", "gallery": "campus"}, None)
+    assert seconds >= 0
+
+
+@pytest.mark.parametrize(("mode", "model", "expected"), [
+    ("auto", "qwen2.5-coder-0.5b", True), ("auto", "openai/gpt-4o-mini", False),
+    ("schema", "openai/gpt-4o-mini", True), ("native", "qwen2.5-coder-0.5b", False)])
+def test_auto_uses_the_schema_on_the_embedded_endpoint_only(mode: str, model: str, expected: bool) -> None:
+    from types import SimpleNamespace
+
+    from sleuth.config import Settings
+
+    runtime = SimpleNamespace(settings=Settings(llm={"model": model}))
+    assert use_schema(runtime, mode) is expected  # type: ignore[arg-type]
+
+
+def test_the_step_prompt_is_locked() -> None:
+    assert (Path(__file__).resolve().parents[1] / "prompts" / "investigate.step.toml").is_file()
