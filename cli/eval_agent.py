@@ -44,5 +44,6 @@ def eval_agent(
         table.add_row(*row)
     out.print(table)
     err.print(f"{latency_line(result)}; no-tool questions right {result.no_tool_correct}/{result.no_tool_questions}, "
-              f"no call where one was expected {result.missed_calls}, errors {result.errors}; wrote "
+              f"no call where one was expected {result.missed_calls}, malformed or nonexistent-name calls "
+              f"{result.invalid_calls}, errors {result.errors}; wrote "
               f"{result.outputs['result']} and {result.outputs['table']}")

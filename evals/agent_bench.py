@@ -144,6 +144,8 @@ class QuestionSet(BaseModel):
     description: str = ""
     scoring: str = ""
     context: str = Field(min_length=1, description="What exists now, given to the agent's system prompt.")
+    inventory: dict[str, list[str]] | None = Field(default=None, description="The same as lists (scenes, galleries, "
+                                                   "videos): the enums of schema-decoded steps.")
     questions: list[AgentQuestion] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -264,6 +266,8 @@ class QuestionResult(BaseModel):
     tool_ok: bool = False
     args_ok: bool = False
     failures: list[str] = Field(default_factory=list)
+    invalid: str | None = Field(default=None, description="Why the call is malformed or names what does not exist "
+                                "(a tool, a scene, a gallery, a video), or None.")
     error: str | None = None
     seconds_to_first_token: float | None = None
     seconds: float | None = None
@@ -295,6 +299,7 @@ class AgentBenchResult(BaseModel):
     no_tool_correct: int  # answered without a tool, as expected
     missed_calls: int  # expected a tool, the agent called none
     errors: int
+    invalid_calls: int = 0  # malformed, or naming a tool, scene, gallery or video that does not exist
     per_tool: list[ToolSummary]
     first_token_s: Latency
     seconds: Latency
@@ -344,10 +349,29 @@ def summarise(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "no_tool_correct": sum(r.tool_ok for r in no_tool),
         "missed_calls": sum(r.expected_tool is not None and r.tool is None and r.error is None for r in results),
         "errors": sum(r.error is not None for r in results),
+        "invalid_calls": sum(r.invalid is not None for r in results),
         "per_tool": per_tool,
         "first_token_s": latency([r.seconds_to_first_token for r in results]),
         "seconds": latency([r.seconds for r in results]),
     }
+
+
+def invalid_call(tool: str | None, arguments: Mapping[str, Any], inventory: Any) -> str | None:
+    """Why a call is malformed or names what does not exist, by the step schema of the tool registry
+    with the inventory's enums (the same check whichever way the model made the call); None if fine."""
+    import jsonschema
+    from sleuth.graphs.investigate.decide import step_schema
+    from sleuth.graphs.investigate.graph import tool_schemas
+
+    if tool is None:
+        return None
+    options = {option["properties"]["tool"]["const"]: option
+               for option in step_schema(tool_schemas(), inventory)["anyOf"]}
+    if tool not in options:
+        return f"there is no tool '{tool}'"
+    problem = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(options[tool]).iter_errors({"tool": tool, "arguments": dict(arguments)}))
+    return f"{tool}: {problem.message[:200]}" if problem else None
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -370,13 +394,15 @@ def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None =
     runtime = runtime or Runtime.from_settings(settings, model=model)
     mode: ToolMode = tool_mode if tool_mode != "auto" else "schema" if investigate.use_schema(runtime, "auto") \
         else "native"
+    inventory = investigate.Inventory.model_validate(question_set.inventory) if question_set.inventory else None
     say = progress or (lambda _: None)
     results: list[QuestionResult] = []
     for number, question in enumerate(chosen, 1):
         result = QuestionResult(id=question.id, question=question.question, expected_tool=question.tool)
         try:
             tool, arguments, first_token, seconds = investigate.first_tool_call(
-                question.question, runtime=runtime, context=question_set.context, tool_mode=mode)
+                question.question, runtime=runtime, context=question_set.context, tool_mode=mode,
+                inventory=inventory)
         except (EndpointError, ModelFileError, ConfigError):
             raise
         except SleuthError as exc:
@@ -384,7 +410,7 @@ def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None =
             result.failures = [f"error: {result.error}"]
         else:
             score = score_call(question, tool, arguments)
-            result = result.model_copy(update={
+            result = result.model_copy(update={"invalid": invalid_call(tool, arguments, inventory),
                 "tool": tool, "arguments": dict(arguments or {}), "tool_ok": score.tool_ok, "args_ok": score.args_ok,
                 "failures": score.failures, "seconds_to_first_token": first_token, "seconds": seconds})
         results.append(result)

@@ -189,8 +189,8 @@ def test_missing_questions_file(tmp_path: Path) -> None:
 def scripted_agent(answers: dict[str, Any], calls: list[dict[str, Any]]):  # noqa: ANN201 - a test double
     """A stand-in for first_tool_call: the scripted answer for a question text (default: no tool)."""
 
-    def first_tool_call(question: str, *, runtime: Any, context: str,
-                        tool_mode: str = "auto") -> tuple[str | None, dict[str, Any], float | None, float]:
+    def first_tool_call(question: str, *, runtime: Any, context: str, tool_mode: str = "auto",
+                        inventory: Any = None) -> tuple[str | None, dict[str, Any], float | None, float]:
         calls.append({"question": question, "runtime": runtime, "context": context, "tool_mode": tool_mode})
         answer = answers.get(question, (None, {}))
         if isinstance(answer, Exception):
@@ -286,3 +286,19 @@ def test_cli_builds_the_runtime_for_the_model_and_prints_the_table(tmp_path: Pat
 
 def test_default_questions_path_is_packaged() -> None:
     assert QUESTIONS.name == "agent_questions.json" and QUESTIONS.exists()
+
+
+def test_invalid_calls_are_named_whichever_way_the_model_called() -> None:
+    from sleuth.evals.agent_bench import invalid_call
+    from sleuth.graphs.investigate import Inventory
+
+    inventory = Inventory(scenes=["campus"], galleries=["campus"], videos=["data/videos/vtest.avi"])
+    assert invalid_call(None, {}, inventory) is None
+    assert invalid_call("list_scenes", {}, inventory) is None
+    assert invalid_call("detect", {"video": "data/videos/vtest.avi", "scene": "campus"}, inventory) is None
+    assert invalid_call("format_disk", {}, inventory) == "there is no tool 'format_disk'"
+    assert "'driveway' is not one of ['campus']" in invalid_call(
+        "detect", {"video": "data/videos/vtest.avi", "scene": "driveway"}, inventory)
+    assert "unexpected" in invalid_call("list_scenes", {"properties": {}, "type": "object"}, inventory)
+    assert "'time_s' is a required property" in invalid_call("show_frame", {"video": "data/videos/vtest.avi"},
+                                                             inventory)

@@ -115,3 +115,36 @@ def test_auto_uses_the_schema_on_the_embedded_endpoint_only(mode: str, model: st
 
 def test_the_step_prompt_is_locked() -> None:
     assert (Path(__file__).resolve().parents[1] / "prompts" / "investigate.step.toml").is_file()
+
+
+def test_scene_gallery_and_video_arguments_name_only_what_exists() -> None:
+    from sleuth.graphs.investigate.decide import Inventory
+
+    inventory = Inventory(scenes=["demo"], galleries=["campus"], videos=["/data/vtest.avi"])
+    schema = step_schema(tool_schemas(), inventory)
+
+    def valid(step: dict[str, Any]) -> bool:
+        try:
+            jsonschema.validate(step, schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    assert valid({"tool": "detect", "arguments": {"video": "/data/vtest.avi", "scene": "demo", "start_s": 40}})
+    assert not valid({"tool": "detect", "arguments": {"video": "/data/vtest.avi", "scene": "Robbery102_frames"}})
+    assert not valid({"tool": "detect", "arguments": {"video": "/data/NORMAL_FOOTAGE", "scene": "demo"}})
+    assert valid({"tool": "calibrate", "arguments": {"video": "/data/vtest.avi", "scene": "a_new_camera"}})
+    assert valid({"tool": "search", "arguments": {"query": "a red coat", "gallery": "campus"}})
+    assert not valid({"tool": "search", "arguments": {"query": "a red coat", "gallery": "cam9"}})
+    free = step_schema(tool_schemas(), Inventory())  # nothing calibrated yet: the tool says so, not the grammar
+    jsonschema.validate({"tool": "detect", "arguments": {"video": "v.avi", "scene": "demo"}}, free)
+
+
+def test_the_agent_gets_what_exists_from_its_snapshot(setup: dict[str, Any]) -> None:  # noqa: F811
+    steps = Steps([{"tool": "answer"}], "Hello.")
+    setup["script"].responder = steps
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"))  # context from disk
+    list(agent.send("t1", "hello"))
+    schema = steps.step_requests[0]["response_format"]["json_schema"]["schema"]
+    detect = next(option for option in schema["anyOf"] if option["properties"]["tool"].get("const") == "detect")
+    assert detect["properties"]["arguments"]["properties"]["video"]["enum"] == [str(setup["video"])]

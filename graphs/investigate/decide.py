@@ -4,7 +4,9 @@ A small local model calling tools natively often writes no call, a malformed one
 does not exist. Here the step is one JSON object that the endpoint (llama.cpp turns the schema
 into a grammar) cannot leave: ``{"tool": "<a real tool>", "arguments": {<that tool's
 arguments>}}`` or ``{"tool": "answer"}``. So every call is well-formed, names a tool that exists,
-and has arguments of the right types; an answer is then written by a plain streamed call.
+and has arguments of the right types; scene, gallery and video arguments are enums of what exists
+(:class:`Inventory`), so a call cannot name a scene that was never calibrated. An answer is then
+written by a plain streamed call.
 
 :func:`use_schema` chooses this for the embedded llama.cpp endpoint (``tool_mode = "auto"``);
 other endpoints keep their native tool calling.
@@ -16,12 +18,29 @@ import copy
 import uuid
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ToolCall, embedded
 from sleuth.prompts import load_prompt
 
 ANSWER = "answer"
 ToolMode = Literal["auto", "schema", "native"]
+MAX_ENUM = 200  # longer lists of videos stay free text (the tool checks the path)
+CREATES_SCENE = frozenset({"calibrate"})  # tools whose `scene` may name a scene that does not exist yet
+
+
+class Inventory(BaseModel):
+    """What exists now, for the step schema's enums: calibrated scenes, galleries, videos (as listed
+    to the model). An empty list leaves that argument free (the tool then says what exists)."""
+
+    scenes: list[str] = Field(default_factory=list)
+    galleries: list[str] = Field(default_factory=list)
+    videos: list[str] = Field(default_factory=list)
+
+    def enum(self, argument: str, tool: str) -> list[str] | None:
+        values = {"scene": [] if tool in CREATES_SCENE else self.scenes, "gallery": self.galleries,
+                  "video": self.videos}.get(argument, [])
+        return sorted(set(values)) if 0 < len(values) <= MAX_ENUM else None
 
 
 def use_schema(runtime: Runtime, mode: ToolMode) -> bool:
@@ -31,24 +50,29 @@ def use_schema(runtime: Runtime, mode: ToolMode) -> bool:
     return embedded(runtime.settings.llm)
 
 
-def _arguments_schema(parameters: dict[str, Any]) -> dict[str, Any]:
-    """A tool's parameter schema, closed (no other keys) and without pydantic's titles."""
+def _arguments_schema(tool: str, parameters: dict[str, Any], inventory: Inventory | None) -> dict[str, Any]:
+    """A tool's parameter schema, closed (no other keys), without pydantic's titles, and with the
+    names of what exists as enums (``scene``, ``gallery``, ``video``) where ``inventory`` has them."""
     schema = copy.deepcopy(parameters)
     schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
+    for name, prop in schema.get("properties", {}).items():
         prop.pop("title", None)
+        values = inventory.enum(name, tool) if inventory is not None else None
+        if values is not None and prop.get("type") == "string":
+            prop["enum"] = values
     schema["additionalProperties"] = False
     schema.setdefault("type", "object")
     return schema
 
 
-def step_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+def step_schema(tools: list[dict[str, Any]], inventory: Inventory | None = None) -> dict[str, Any]:
     """One choice among the tools (each with its own arguments schema) or ``answer``."""
     options: list[dict[str, Any]] = []
     definitions: dict[str, Any] = {}
     for tool in tools:
         function = tool["function"]
-        arguments = _arguments_schema(function.get("parameters") or {"type": "object", "properties": {}})
+        arguments = _arguments_schema(function["name"], function.get("parameters") or
+                                      {"type": "object", "properties": {}}, inventory)
         definitions.update(arguments.pop("$defs", {}))
         options.append({"type": "object", "additionalProperties": False, "required": ["tool", "arguments"],
                         "properties": {"tool": {"const": function["name"]}, "arguments": arguments}})
@@ -88,10 +112,10 @@ def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -
 
 
 def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
-                max_tokens: int) -> ToolCall | None:
+                max_tokens: int, inventory: Inventory | None = None) -> ToolCall | None:
     """The next step: a tool call, or None to answer. ``messages`` start with the system message."""
-    step = runtime.gateway.structured_json(step_messages(messages, tools), step_schema(tools), max_tokens=max_tokens,
-                                           temperature=0.0)
+    step = runtime.gateway.structured_json(step_messages(messages, tools), step_schema(tools, inventory),
+                                           max_tokens=max_tokens, temperature=0.0)
     if step["tool"] == ANSWER:
         return None
     return ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=step["tool"], arguments=dict(step.get("arguments") or {}))

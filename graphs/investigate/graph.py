@@ -22,6 +22,7 @@ import json
 import operator
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -33,13 +34,22 @@ from sleuth import telemetry
 from sleuth.datapaths import chat_dir
 from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
-from sleuth.graphs.investigate.decide import decide_step, use_schema
+from sleuth.graphs.investigate.decide import Inventory, decide_step, use_schema
 from sleuth.graphs.investigate.tools import TOOLS, ToolContext
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ChatResult
 from sleuth.prompts import load_prompt
 
-Context = Callable[[], str]
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What exists now: the system prompt's text and the inventory behind the step schema's enums."""
+
+    text: str
+    inventory: Inventory | None = None
+
+
+Context = Callable[[], "str | Snapshot"]  # a fixed text (tests, benchmarks) or a fresh snapshot per turn
 
 
 class InvestigateState(TypedDict, total=False):
@@ -116,7 +126,9 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
     def agent(state: InvestigateState) -> dict[str, Any]:
         writer = get_stream_writer()
         turn = current_turn(state["messages"])
-        messages = [system_message(context()), *state["messages"]]
+        now = context()
+        snapshot = now if isinstance(now, Snapshot) else Snapshot(text=now)
+        messages = [system_message(snapshot.text), *state["messages"]]
         tools = tool_schemas() if state.get("steps", 0) < config.max_steps else None
 
         def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
@@ -127,7 +139,8 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
                 for message in turn for call in message.get("tool_calls") or []}
         if schema_steps and tools:
             try:
-                step = decide_step(runtime, messages, tools, max_tokens=config.step_tokens)
+                step = decide_step(runtime, messages, tools, max_tokens=config.step_tokens,
+                                   inventory=snapshot.inventory)
             except StructuredOutputError:
                 step = None  # no valid step even under the schema: answer from what there is
             calls = [step] if step is not None and _call_key(step.name, json.dumps(step.arguments)) not in made else []

@@ -19,8 +19,8 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 from sleuth.errors import SleuthError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
-from sleuth.graphs.investigate.decide import ToolMode, decide_step, use_schema
-from sleuth.graphs.investigate.graph import build_graph, stream_agent_turn, system_message, tool_schemas
+from sleuth.graphs.investigate.decide import MAX_ENUM, Inventory, ToolMode, decide_step, use_schema
+from sleuth.graphs.investigate.graph import Snapshot, build_graph, stream_agent_turn, system_message, tool_schemas
 from sleuth.graphs.runtime import Runtime
 
 
@@ -35,29 +35,32 @@ class ChatEvent(BaseModel):
     progress: dict[str, Any] | None = None  # progress: {"stage", "done", "total"} of a running tool
 
 
-def default_context(runtime: Runtime, videos: int = 15) -> str:
-    """What exists now, for the system prompt: scenes, galleries, videos, data folders."""
+def default_context(runtime: Runtime, videos: int = 15) -> Snapshot:
+    """What exists now: the system prompt's lines (scenes, galleries, up to ``videos`` videos, data
+    folders) and the :class:`Inventory` that the step schema's enums come from."""
     from sleuth.datapaths import allowed_roots
     from sleuth.graphs.investigate.tools import find_videos
     from sleuth.memory.scenes import SceneStore
 
-    lines = []
+    lines, inventory = [], Inventory()
     try:
-        lines.append("Scenes: " + (", ".join(SceneStore(runtime.settings).scenes()) or "none calibrated yet"))
+        inventory.scenes = SceneStore(runtime.settings).scenes()
+        lines.append("Scenes: " + (", ".join(inventory.scenes) or "none calibrated yet"))
     except (SleuthError, OSError):
         lines.append("Scenes: unknown")
     try:
         from sleuth.memory.gallery import GalleryStore
 
         with GalleryStore(runtime.settings) as store:
-            lines.append("Galleries: " + (", ".join(store.names()) or "none"))
+            inventory.galleries = store.names()
+        lines.append("Galleries: " + (", ".join(inventory.galleries) or "none"))
     except SleuthError:
         lines.append("Galleries: unknown")
     roots = allowed_roots(runtime.settings)
-    found = find_videos(roots, videos)
-    lines.append("Videos: " + (", ".join(found) or "none found"))
+    inventory.videos = find_videos(roots, MAX_ENUM + 1)
+    lines.append("Videos: " + (", ".join(inventory.videos[:videos]) or "none found"))
     lines.append("Data folders: " + ", ".join(str(root) for root in roots))
-    return "\n".join(lines)
+    return Snapshot(text="\n".join(lines), inventory=inventory)
 
 
 class Investigator:
@@ -74,7 +77,7 @@ class Investigator:
             self.checkpointer = InMemorySaver()
         fixed = context
 
-        def context_now() -> str:
+        def context_now() -> str | Snapshot:
             return fixed if fixed is not None else default_context(runtime, self.config.context_videos)
 
         self.graph = build_graph(runtime, self.config, context=context_now, files_root=files_root,
@@ -164,14 +167,16 @@ class Investigator:
 
 
 def first_tool_call(question: str, *, runtime: Runtime, context: str, max_tokens: int = 256,
-                    tool_mode: ToolMode = "auto") -> tuple[str | None, dict[str, Any], float | None, float]:
+                    tool_mode: ToolMode = "auto",
+                    inventory: Inventory | None = None) -> tuple[str | None, dict[str, Any], float | None, float]:
     """The agent's first step for ``question`` (benchmarks): tool name or None, its arguments,
     seconds to the first token (None for a schema-decoded step, which is not streamed), total
-    seconds. Runs no tool. ``tool_mode`` as in :class:`InvestigateConfig`."""
+    seconds. Runs no tool. ``tool_mode`` as in :class:`InvestigateConfig`; ``inventory`` fills the
+    step schema's enums."""
     messages = [system_message(context), {"role": "user", "content": question}]
     started = time.monotonic()
     if use_schema(runtime, tool_mode):
-        step = decide_step(runtime, messages, tool_schemas(), max_tokens=max_tokens)
+        step = decide_step(runtime, messages, tool_schemas(), max_tokens=max_tokens, inventory=inventory)
         seconds = time.monotonic() - started
         return (step.name, dict(step.arguments), None, seconds) if step else (None, {}, None, seconds)
     result = stream_agent_turn(runtime, messages, tools=tool_schemas(), max_tokens=max_tokens, emit=lambda _: None)
