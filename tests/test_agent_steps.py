@@ -148,3 +148,18 @@ def test_the_agent_gets_what_exists_from_its_snapshot(setup: dict[str, Any]) -> 
     schema = steps.step_requests[0]["response_format"]["json_schema"]["schema"]
     detect = next(option for option in schema["anyOf"] if option["properties"]["tool"].get("const") == "detect")
     assert detect["properties"]["arguments"]["properties"]["video"]["enum"] == [str(setup["video"])]
+
+
+def test_the_answer_after_schema_steps_sees_calls_and_results_as_plain_text() -> None:
+    from sleuth.graphs.investigate.decide import ANSWER_REQUEST, answer_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "list_scenes", "arguments": "{}"}}
+    messages = [{"role": "system", "content": "You are Sleuth."}, {"role": "user", "content": "Which scenes?"},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "name": "list_scenes", "content": "- demo (rules v1)"}]
+    plain = answer_messages(messages)
+    assert [m["role"] for m in plain] == ["system", "user", "assistant", "user"]
+    assert plain[2]["content"] == "I ran list_scenes({})."
+    assert plain[3]["content"] == f"Result of list_scenes:\n- demo (rules v1)\n\n{ANSWER_REQUEST}"
+    assert all("tool_calls" not in m for m in plain)
+    assert answer_messages(messages[:2]) == messages[:2]  # no tool ran: the question as it is

@@ -111,6 +111,36 @@ def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -
     return [{"role": "system", "content": f"{system['content']}\n\n{instructions}"}, *rest]
 
 
+def answer_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` for writing the answer after schema steps: the tool calls and results of the
+    conversation as plain text (a small model shown JSON calls keeps writing JSON calls instead of
+    an answer), ending with the request to answer from them."""
+    plain: list[dict[str, Any]] = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            calls = "; ".join(f"{call['function']['name']}({call['function']['arguments']})"
+                              for call in message["tool_calls"])
+            plain.append({"role": "assistant", "content": f"I ran {calls}."})
+        elif message["role"] == "tool":
+            plain.append({"role": "user", "content": f"Result of {message.get('name', 'the tool')}:\n"
+                          f"{message['content']}"})
+        else:
+            plain.append({"role": message["role"], "content": message.get("content") or ""})
+    if len(plain) > 1 and plain[-1]["role"] == "user" and plain[-1]["content"].startswith("Result of "):
+        plain.append({"role": "user", "content": ANSWER_REQUEST})
+    merged: list[dict[str, Any]] = []
+    for message in plain:  # consecutive user turns as one (chat templates expect alternation)
+        if merged and merged[-1]["role"] == message["role"] == "user":
+            merged[-1] = {"role": "user", "content": f"{merged[-1]['content']}\n\n{message['content']}"}
+        else:
+            merged.append(message)
+    return merged
+
+
+ANSWER_REQUEST = ("Now answer my question in a few plain sentences from these results only: cite times, frames, "
+                  "rules and file paths from them, and say so if they do not answer it.")
+
+
 def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                 max_tokens: int, inventory: Inventory | None = None) -> ToolCall | None:
     """The next step: a tool call, or None to answer. ``messages`` start with the system message."""

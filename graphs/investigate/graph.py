@@ -34,7 +34,7 @@ from sleuth import telemetry
 from sleuth.datapaths import chat_dir
 from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
-from sleuth.graphs.investigate.decide import Inventory, decide_step, use_schema
+from sleuth.graphs.investigate.decide import Inventory, answer_messages, decide_step, use_schema
 from sleuth.graphs.investigate.tools import TOOLS, ToolContext
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ChatResult
@@ -132,7 +132,8 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
         tools = tool_schemas() if state.get("steps", 0) < config.max_steps else None
 
         def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
-            return stream_agent_turn(runtime, messages, tools=tools, max_tokens=config.max_tokens,
+            chat = answer_messages(messages) if schema_steps and tools is None else messages
+            return stream_agent_turn(runtime, chat, tools=tools, max_tokens=config.max_tokens,
                                      emit=lambda text: writer({"type": "token", "text": text}))
 
         made = {_call_key(call["function"]["name"], call["function"]["arguments"])
@@ -203,7 +204,7 @@ def run_tool_call(name: str, raw_arguments: str, ctx: ToolContext, config: Inves
     except (json.JSONDecodeError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
-        return f"error: bad arguments for {name}: {where}: {first['msg']}", []
+        return f"error: bad arguments for {name}: {where}: {str(first['msg']).removeprefix('Value error, ')}", []
     if tool.confirm and config.confirm:
         decision = interrupt({"tool": name, "args": args.model_dump(), "question": tool.question(args)})
         if not (isinstance(decision, dict) and decision.get("approved")):

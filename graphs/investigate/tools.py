@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sleuth.datapaths import allowed_roots, resolve_data_path
 from sleuth.errors import SleuthError
 from sleuth.graphs.runtime import Runtime
@@ -79,11 +79,24 @@ class VideoFolder(BaseModel):
     folder: str | None = Field(default=None, description="A folder inside the data folders (default: all of them).")
 
 
-class DetectArgs(BaseModel):
+class _TimeRange(BaseModel):
+    """A range whose end, when given, comes after its start."""
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> _TimeRange:
+        start, end = getattr(self, "start_s", None), getattr(self, "end_s", None)
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"end_s ({end:g}) must be after start_s ({start:g}); leave end_s out to go on to the end"
+                             if "end_s" not in type(self).model_json_schema().get("required", [])
+                             else f"end_s ({end:g}) must be after start_s ({start:g})")
+        return self
+
+
+class DetectArgs(_TimeRange):
     video: str = Field(description="Path of the video file.")
     scene: str = Field(description="The calibrated scene (camera) the video belongs to.")
     start_s: float | None = Field(default=None, ge=0, description="Start time in seconds.")
-    end_s: float | None = Field(default=None, gt=0, description="End time in seconds.")
+    end_s: float | None = Field(default=None, gt=0, description="End time in seconds (default: the end).")
 
 
 class ExplainArgs(BaseModel):
@@ -125,7 +138,7 @@ class FrameArgs(BaseModel):
     time_s: float = Field(ge=0, description="Time in seconds.")
 
 
-class RangeArgs(BaseModel):
+class RangeArgs(_TimeRange):
     video: str = Field(description="Path of the video file.")
     start_s: float = Field(ge=0, description="Start time in seconds.")
     end_s: float = Field(gt=0, description="End time in seconds.")
