@@ -101,6 +101,53 @@ def _near_repeat(words: set[str], earlier: Iterable[set[str]]) -> bool:
     return False
 
 
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
+
+
+class RepeatStop:
+    """Streamed prose released a sentence (or line) at a time, stopping at the first one that repeats
+    an earlier one, exactly or nearly (a small model looping on one sentence until its token limit).
+
+    :meth:`feed` takes each streamed piece and returns what may be shown now; :meth:`finish`
+    returns the rest; :attr:`text` is everything released; :attr:`stopped` says a repeat ended it.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.text = ""
+        self.stopped = False
+        self._seen: list[set[str]] = []
+        self._keys: set[str] = set()
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.buffer += piece
+        released = ""
+        while not self.stopped and (boundary := _BOUNDARY.search(self.buffer)):
+            sentence, separator = self.buffer[:boundary.start()], boundary.group()
+            self.buffer = self.buffer[boundary.end():]
+            released += self._release(sentence, separator)
+        return released
+
+    def finish(self) -> str:
+        rest, self.buffer = self.buffer, ""
+        return "" if self.stopped else self._release(rest, "")
+
+    def _release(self, sentence: str, separator: str) -> str:
+        key = _key(sentence)
+        words = set(key.split())
+        if len(words) >= 2 and (key in self._keys or (len(words) >= 4 and _near_repeat(words, self._seen))):
+            self.stopped = True
+            self.text = self.text.rstrip()
+            return ""
+        if key:
+            self._keys.add(key)
+            self._seen.append(words)
+        self.text += sentence + separator
+        return sentence + separator
+
+
 def _times_in(sentence: str) -> list[float]:
     found = [float(value) for value in TIME.findall(sentence)]
     found += [int(minutes) * 60 + float(seconds) for minutes, seconds in CLOCK.findall(sentence)]

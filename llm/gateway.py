@@ -373,7 +373,8 @@ class Gateway:
                     # Nothing at all: what a body that is no event stream (an HTML page, plain
                     # JSON) turns into in LiteLLM's stream parser; a real answer has usage at least.
                     raise _BadAnswer("an empty stream: no text, tool call or usage")
-            except GeneratorExit:
+            except GeneratorExit:  # the caller stopped reading (e.g. a looping answer): still counted
+                self.usage.add(_record(endpoint, started, ttft, usage, "stopped", ok=True))
                 raise
             except Exception as exc:
                 error = _endpoint_error(endpoint, exc)

@@ -134,3 +134,33 @@ def test_the_report_audit_fails_on_a_verdict_against_the_scores_and_on_invented_
     _, problems = audit(report)
     assert any("overlaps no event" in p for p in problems) and any("repeated" in p for p in problems)
     assert any("colour blue" in p for p in problems)
+
+
+def test_a_looping_answer_is_cut_at_the_first_repeat() -> None:
+    """Issue 17: the 0.5B repeated 'The video was shot at 40 seconds...' until its token limit."""
+    from sleuth.agents.faithfulness import RepeatStop
+
+    loop = "The video shows a man in a red jacket. " + "The video was shot at 40 seconds, which is the start time. " * 6
+    guard = RepeatStop()
+    shown = "".join(guard.feed(loop[i:i + 7]) for i in range(0, len(loop), 7)) + guard.finish()
+    assert guard.stopped
+    assert shown.rstrip() == guard.text == ("The video shows a man in a red jacket. "
+                                   "The video was shot at 40 seconds, which is the start time.")
+
+
+def test_near_repeats_and_repeated_lines_stop_too_but_distinct_prose_passes() -> None:
+    from sleuth.agents.faithfulness import RepeatStop
+
+    def run(text: str) -> RepeatStop:
+        guard = RepeatStop()
+        guard.feed(text)
+        guard.finish()
+        return guard
+
+    near = run("A cyclist crosses the walkway at 0:12. A cyclist crosses the walkway at 0:12 again.")
+    assert near.stopped and near.text == "A cyclist crosses the walkway at 0:12."
+    lines = run("- frame 10 shows a car\n- frame 10 shows a car\n- frame 10 shows a car")
+    assert lines.stopped and lines.text == "- frame 10 shows a car"
+    prose = "Frame 93 at 9.3 s shows a cyclist. The rule 'Riding a bicycle' covers it. No. No. See report.html."
+    passed = run(prose)
+    assert not passed.stopped and passed.text == prose  # decimals stay whole; one-word repeats are not loops

@@ -226,3 +226,16 @@ def test_an_unreachable_postgres_is_one_line(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(ConfigError, match="cannot connect to Postgres at 127.0.0.1:1/db") as caught:
         _ = runtime.checkpointer
     assert "secret" not in caught.value.one_line()
+
+
+def test_a_looping_answer_is_stopped_and_shown_once(setup: dict[str, Any]) -> None:
+    loop = "There is nothing unusual here. " + "The video was shot at 40 seconds, which is the start. " * 12
+    setup["script"].responder = Script(loop)
+    agent = Investigator(setup["runtime"], context="Scenes: gate")
+    events = _events(agent.send("t1", "what is unusual?"))
+    answer = events[-1]
+    assert answer.type == "answer"
+    assert answer.text == "There is nothing unusual here. The video was shot at 40 seconds, which is the start."
+    assert "".join(event.text for event in events if event.type == "token").strip() == answer.text
+    records = setup["runtime"].gateway.usage.records
+    assert records[-1].finish_reason == "stopped"  # the model was stopped, and the call still counted

@@ -18,6 +18,7 @@ Messages are OpenAI-style dicts, so threads checkpoint as plain JSON (SQLite or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 import time
@@ -31,6 +32,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pydantic import ValidationError
 from sleuth import telemetry
+from sleuth.agents.faithfulness import RepeatStop
 from sleuth.datapaths import chat_dir
 from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
@@ -73,9 +75,13 @@ def _looks_like_a_call(head: str) -> bool:
 
 def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
                       max_tokens: int, emit: Callable[[str], None]) -> ChatResult:
-    """One model call; ``emit`` gets the answer's text as it streams (tool-call text is held back)."""
+    """One model call; ``emit`` gets the answer's text as it streams, a sentence at a time (tool-call
+    text is held back). A sentence that repeats an earlier one ends the answer there and stops the
+    model (:class:`~sleuth.agents.faithfulness.RepeatStop`)."""
     head, streaming, result = "", None, None
-    for piece in runtime.gateway.stream_chat(messages, tools=tools, max_tokens=max_tokens):
+    guard = RepeatStop()
+    stream = runtime.gateway.stream_chat(messages, tools=tools, max_tokens=max_tokens)
+    for piece in stream:
         if isinstance(piece, ChatResult):
             result = piece
             continue
@@ -84,13 +90,21 @@ def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools
             if len(head.strip()) >= 12:
                 streaming = not _looks_like_a_call(head)
                 if streaming:
-                    emit(head)
+                    emit(guard.feed(head))
         elif streaming:
-            emit(piece)
-    assert result is not None
+            emit(guard.feed(piece))
+        if guard.stopped:
+            stream.close()  # the model is looping: stop it
+            break
+    if streaming:
+        emit(guard.finish())
+    if result is None:  # stopped early: what was shown is the answer
+        records = runtime.gateway.usage.records
+        assert guard.stopped and records
+        return ChatResult(text=guard.text, tool_calls=[], finish_reason="repetition", record=records[-1])
     if streaming is None and head.strip() and not result.tool_calls and not _looks_like_a_call(head):
         emit(head)  # a short answer that never reached the 12 characters
-    return result
+    return dataclasses.replace(result, text=guard.text) if streaming else result
 
 
 def current_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
