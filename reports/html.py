@@ -17,8 +17,8 @@ from pathlib import Path
 from sleuth import __version__
 from sleuth.graphs.detect.state import DetectReport, FrameScore, VideoEvent
 from sleuth.graphs.explain.state import Explanation, Judgment
+from sleuth.reports.files import atomic_write_text
 from sleuth.reports.plot import score_plot_png
-from sleuth.reports.store import atomic_write_text
 from sleuth.reports.summary import findings
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from sleuth.errors import SleuthError
 from sleuth.graphs.search.state import RankedItem, SearchResult
+from sleuth.reports.files import atomic_write_text
 from sleuth.reports.html import _e, mmss, page
-from sleuth.reports.store import atomic_write_text
 from sleuth.reports.thumbnails import thumbnail
 
 _STYLE = (".hits{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}"

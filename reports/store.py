@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect.state import DetectReport
+from sleuth.reports.files import atomic_write_text
+from sleuth.reports.html import write_html
 
 _HINT = "pass the JSON file that `sleuth detect` wrote"
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    A reader never sees half a report, and a crash mid-write leaves the old file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)  # a report is for sharing: the usual mode, not mkstemp's 0600
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json(report: DetectReport, path: str | os.PathLike[str]) -> Path:
@@ -67,8 +46,6 @@ def write_report(report: DetectReport, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".html", ".htm"):
-        from sleuth.reports.html import write_html
-
         return write_html(report, path)
     if suffix == ".json":
         return write_json(report, path)

@@ -254,7 +254,7 @@ class JobStore:
 
     def _save(self, job: Job) -> None:
         """Write job.json (callers hold the lock)."""
-        from sleuth.reports.store import atomic_write_text
+        from sleuth.reports.files import atomic_write_text
 
         try:
             atomic_write_text(self._dir(job.id) / "job.json", job.model_dump_json(indent=1))
