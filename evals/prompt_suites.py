@@ -193,15 +193,19 @@ def _tool_questions() -> list[dict[str, Any]]:
     from sleuth.evals.agent_bench import load_questions
 
     questions = load_questions()
-    return [{**question.model_dump(), "context": questions.context} for question in questions.questions]
+    return [{**question.model_dump(), "context": questions.context, "inventory": questions.inventory}
+            for question in questions.questions]
 
 
 def run_tool_choice(case: dict[str, Any], runtime: Runtime) -> CaseResult:
     from sleuth.evals.agent_bench import AgentQuestion, score_call
-    from sleuth.graphs.investigate import first_tool_call
+    from sleuth.graphs.investigate import Inventory, first_tool_call
 
-    question = AgentQuestion.model_validate({key: value for key, value in case.items() if key != "context"})
-    tool, arguments, _, _ = first_tool_call(question.question, runtime=runtime, context=case["context"])
+    question = AgentQuestion.model_validate({key: value for key, value in case.items()
+                                             if key not in ("context", "inventory")})
+    inventory = Inventory.model_validate(case["inventory"]) if case.get("inventory") else None
+    tool, arguments, _, _ = first_tool_call(question.question, runtime=runtime, context=case["context"],
+                                            inventory=inventory)
     score = score_call(question, tool, arguments)
     return CaseResult(id=case["id"], passed=score.args_ok,
                       expected={"tool": question.tool, "args": {k: v.model_dump() for k, v in question.args.items()}},
