@@ -158,6 +158,29 @@ def check_retriever(settings: Settings) -> list[Check]:
                   f"and embedded a query and an image in {time.perf_counter() - started:.1f} s")]
 
 
+def check_perception(settings: Settings) -> list[Check]:
+    """Each perception model's ONNX file is installed and unchanged, and computes its pinned fingerprint."""
+    from sleuth.tools.perception import models
+
+    checks = []
+    for model in models.MODELS:
+        area = f"perception {model.name}"
+        try:
+            path = models.model_path(model.name, settings.cache_dir)
+        except SleuthError as exc:
+            checks.append(Check(area, "fail", exc.one_line()))
+            continue
+        started = time.perf_counter()
+        _, wrong = models.check_behaviour(path, model)
+        if wrong:
+            checks.append(Check(area, "fail", f"{path} does not compute what it should ({wrong[0]}): delete it "
+                                "and run `make setup`"))
+        else:
+            checks.append(Check(area, "ok", f"{path} ({model.source}): loaded, outputs match the pinned "
+                                f"fingerprint in {time.perf_counter() - started:.1f} s"))
+    return checks
+
+
 def check_qdrant(settings: Settings) -> list[Check]:
     if settings.qdrant.url:
         return [_probe_url("qdrant", settings.qdrant.url, "server")]
@@ -237,7 +260,7 @@ def _probe_url(area: str, url: str, what: str, warn_only: bool = False) -> Check
 CHECKS: list[Callable[[Settings], list[Check]]] = [
     check_runtime, check_gpu, check_config, check_llm,
     lambda settings: check_llm(settings, "vlm"),
-    check_embedder, check_retriever, check_qdrant, check_services, check_data,
+    check_embedder, check_retriever, check_perception, check_qdrant, check_services, check_data,
 ]
 
 

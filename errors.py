@@ -54,6 +54,11 @@ class ChecksumError(ModelFileError):
     """A model file's SHA-256 does not match the pinned value."""
 
 
+class PerceptionModelError(SleuthError):
+    """A perception model (sleuth.tools.perception.models) is not installed, changed since it was
+    installed, or could not be downloaded, checked or converted."""
+
+
 class EndpointError(SleuthError):
     """An LLM/VLM endpoint could not be reached, refused the request or timed out."""
 

@@ -164,6 +164,8 @@ def detect(
                       f"{event.end_frame}) peak {event.peak_score:.2f} at {clock(event.peak_s)}: {rules}")
             if event.reason:
                 out.print(f"      {event.reason}")
+            if event.proposer_reason:
+                out.print(f"      proposer, frame {event.proposer_frame}: {event.proposer_reason}")
         if result.explanation and result.explanation.video_judgment:
             out.print(f"explanation: {result.explanation.video_judgment.judgment}")
         err.print(f"{cost.gated_frames}/{cost.frames} frames passed the gate; {cost.llm_calls} LLM calls "

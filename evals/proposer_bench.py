@@ -89,13 +89,34 @@ def _score(proposer: Proposer, frames: list[Frame]) -> tuple[Any, float]:
     return result, len(frames) / (time.perf_counter() - started)
 
 
+def stream_ablation(scored: list[Any], truth: list[np.ndarray], config: ProposerConfig) -> dict[str, float]:
+    """Frame AUC of each stream alone and of the default sum without each stream (same smoothing):
+    what each stream contributes. Empty for checkpoints without attribute streams."""
+    from sleuth.tools.proposer.proposer import _gaussian_smooth
+
+    streams = sorted(set.intersection(*(set(s.streams) for s in scored))) if scored else []
+    if len(streams) < 2:
+        return {}
+    y = np.concatenate(truth)
+    weights = config.stream_weights
+
+    def auc(chosen: list[str]) -> float:
+        total = [sum(weights.get(name, 0.0) * s.streams[name] for name in chosen) for s in scored]
+        smoothed = np.concatenate([_gaussian_smooth(np.asarray(t, float), config.smooth_frames) for t in total])
+        return round(100 * roc_auc_score(y, smoothed), 2)
+
+    result = {f"{name} alone": auc([name]) for name in streams}
+    result.update({f"without {name}": auc([other for other in streams if other != name]) for name in streams})
+    return result
+
+
 def run_ped2(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict[str, Any]:
     root = _require(data / "ped2", "UCSD Ped2")
     labels = _ped2_labels(_require(root / "testing/labels.csv", "Ped2 test labels"))
     train = [FrameReader(clip).read() for clip in _frame_clips(root / "training/frames")]
     log(f"ped2: training on {len(train)} clips, {sum(map(len, train))} frames")
     proposer, result = _train(train, config, log)
-    scores, raw, truth, per_video, rates = [], [], [], {}, []
+    scores, raw, truth, per_video, rates, scored_all = [], [], [], {}, [], []
     for clip in _frame_clips(root / "testing/frames"):
         frames = FrameReader(clip).read()
         y = np.asarray(labels.get(clip.name, []))
@@ -104,6 +125,7 @@ def run_ped2(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict[st
                                      hint="check testing/labels.csv")
         scored, fps = _score(proposer, frames)
         rates.append(fps)
+        scored_all.append(scored)
         scores.append(scored.frame_scores)
         raw.append(scored.raw_scores)
         truth.append(y)
@@ -121,7 +143,8 @@ def run_ped2(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict[st
         "frame_auc_per_video_normalised": round(100 * roc_auc_score(y_all, normalised), 2),
         "frame_ap": round(100 * average_precision_score(y_all, s_all), 2),
         "mean_video_auc": round(float(np.mean(list(per_video.values()))), 2) if per_video else None,
-        "video_auc": per_video, "score_fps": round(float(np.median(rates)), 1),
+        "video_auc": per_video, "streams": stream_ablation(scored_all, truth, proposer.config),
+        "score_fps": round(float(np.median(rates)), 1),
         "peak_memory_mb": round(peak_memory_mb()),
     })
     return result
@@ -146,6 +169,7 @@ def run_robbery(data: Path, config: ProposerConfig, out: Path, log: Log) -> dict
         "frame_auc": round(100 * roc_auc_score(y, scored.frame_scores), 2),
         "frame_ap": round(100 * average_precision_score(y, scored.frame_scores), 2),
         "alarm_spans": spans, "annotated_span": [first, last],
+        "streams": stream_ablation([scored], [y], proposer.config),
         "recall_at_threshold": round(float(flags[y == 1].mean()), 3),
         "false_positive_rate": round(float(flags[y == 0].mean()), 3),
         "score_fps": round(fps, 1), "peak_memory_mb": round(peak_memory_mb()),

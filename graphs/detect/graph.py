@@ -57,6 +57,7 @@ class VideoDetectState(TypedDict, total=False):
     times: list[float]
     proposer_z: list[float] | None
     proposer: list[float]
+    proposer_reasons: list[str | None]
     threshold: float | None
     gate_threshold: float
     # gate, caption
@@ -120,7 +121,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if not ProposerStore(runtime.settings).path_for(state["scene"]).is_file():
             # Rules only: every frame is captioned, the proposer neither gates nor scores.
             return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": None,
-                    "proposer": [0.5] * len(frames), "threshold": None, "gate_threshold": -math.inf,
+                    "proposer": [0.5] * len(frames), "proposer_reasons": [None] * len(frames),
+                    "threshold": None, "gate_threshold": -math.inf,
                     "seconds": timed("score", started)}
         proposer = tools.proposer(state["scene"])
         scores = (proposer.score(frames, progress=progress) if progress and isinstance(proposer, Proposer)
@@ -135,7 +137,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if config.gate_percentile <= 0:
             gate = -math.inf
         return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z.tolist(),
-                "proposer": scores.unit_scores().tolist(), "threshold": threshold,
+                "proposer": scores.unit_scores().tolist(), "proposer_reasons": scores.reasons(),
+                "threshold": threshold,
                 "gate_threshold": float(gate), "seconds": timed("score", started)}
 
     @telemetry.traced_agent("gate")
@@ -184,15 +187,20 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     def events(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
         indices, times = state["indices"], state["times"]
+        reasons, proposer = state.get("proposer_reasons") or [None] * len(indices), state["proposer"]
         built, wanted = [], set()
         for k, event in enumerate(state["events"]):
             first, last, peak = event["start"], event["end"], event["peak_frame"]
+            said = [p for p in range(first, last + 1) if reasons[p]]  # the proposer's strongest stated reason
+            strongest = max(said, key=lambda p: proposer[p]) if said else None
             keys = key_positions(first, last, peak, config.key_frames)
             wanted.update(indices[p] for p in keys)
             built.append(VideoEvent(
                 id=k + 1, start_frame=indices[first], end_frame=indices[last], start_s=times[first],
                 end_s=times[last], peak_frame=indices[peak], peak_s=times[peak], peak_score=event["peak_score"],
                 broken_rules=event["broken_rules"], reason=event["reason"],
+                proposer_reason=reasons[strongest] if strongest is not None else None,
+                proposer_frame=indices[strongest] if strongest is not None else None,
                 key_frames=[indices[p] for p in keys]).model_dump())
         thumbnails: dict[str, str] = {}
         if wanted:
@@ -316,10 +324,10 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
             seconds: float) -> DetectReport:
     frames = [FrameScore(index=index, time_s=time_s, score=frame["score"], proposer=proposer,
                          rule_score=frame.get("rule_score"), gated=gated, anomalous=frame["anomalous"],
-                         caption=caption or None, evidence=frame.get("evidence"))
-              for index, time_s, frame, proposer, gated, caption in zip(
+                         caption=caption or None, evidence=frame.get("evidence"), proposer_reason=why)
+              for index, time_s, frame, proposer, gated, caption, why in zip(
                   state["indices"], state["times"], state["frames"], state["proposer"], state["gated"],
-                  state["captions"], strict=True)]
+                  state["captions"], state.get("proposer_reasons") or [None] * len(state["indices"]), strict=True)]
     usage = state.get("usage") or {}
     explanation = state.get("explanation")
     llm_calls = usage.get("llm_calls", 0) + (explanation or {}).get("llm_calls", 0)

@@ -23,6 +23,9 @@ class FrameScore(BaseModel):
     anomalous: bool
     caption: str | None = None
     evidence: str | None = Field(default=None, description="The caption piece that drove the rule score.")
+    proposer_reason: str | None = Field(default=None, description="Why the proposer finds the frame's most "
+                                        "unusual object unusual (its class or speed against the scene's normal "
+                                        "footage), where a stream's z-score reaches 2.")
 
 
 class VideoEvent(BaseModel):
@@ -38,6 +41,9 @@ class VideoEvent(BaseModel):
     peak_score: float
     broken_rules: list[str] = Field(default_factory=list)
     reason: str | None = None
+    proposer_reason: str | None = Field(default=None, description="The proposer's stated reason at the event's "
+                                        "frame with the highest proposer score that has one.")
+    proposer_frame: int | None = Field(default=None, description="The source frame that reason is about.")
     key_frames: list[int] = Field(default_factory=list, description="Source frame indices shown for the event.")
 
 

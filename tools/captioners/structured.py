@@ -1,16 +1,18 @@
-"""The embedded captioner: template captions from the object stage's tracks, no model download.
+"""The embedded captioner: template captions from the object stage's tracks.
 
 Each frame becomes a few plain sentences that the caption-based agents (rule induction,
 deduction, search) can reason over::
 
-    2 people and 1 other moving object. A person at the bottom left is walking to the right,
-    medium-sized, dark grey. A large object in the centre is moving fast toward the camera, white.
+    2 people and 1 bicycle. A person riding a bicycle at the bottom left is moving fast to the
+    right, dark grey. A person in the centre is walking toward the camera, white.
 
-What is described, per object: its class where the HOG people detector knows it (``person``,
-else ``object``), its position on a 3x3 grid, its speed relative to its own height (so near and
-far objects compare: a walker covers about one body height per second), its direction, its
-size relative to the clip's typical object, and its dominant colour. Frames are described as
-one clip (speeds need neighbouring frames), so pass consecutive frames.
+What is described, per object: its class from the detector (people, vehicles, animals and carried
+things a street camera sees; other classes and unnamed moving regions are "object"), a person
+riding a bicycle, motorcycle or skateboard as one rider, its position on a 3x3 grid, its speed
+relative to its own height (so near and far objects compare: a walker covers about one body
+height per second), its direction, its size relative to the clip's typical object, and its
+dominant colour. Frames are described as one clip (speeds need neighbouring frames), so pass
+consecutive frames.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ import numpy as np
 from sleuth.config import Settings
 from sleuth.tools.frames import Frame
 from sleuth.tools.objects import FrameObjects, ObjectStage, TrackedObject
+from sleuth.tools.perception.boxes import overlap_of_smaller
 
 MAX_LISTED = 8
+# The detector's classes a caption names; any other (a "tie" or "skis" on a pavement is a misreading
+# more often than not) is described as an object.
+NAMED = frozenset({"person", "bicycle", "car", "motorcycle", "bus", "truck", "train", "boat", "skateboard",
+                   "dog", "cat", "horse", "bird", "backpack", "handbag", "suitcase", "umbrella", "sports ball",
+                   "knife", "baseball bat"})
+RIDDEN = ("bicycle", "motorcycle", "skateboard")
+PLURAL = {"person": "people", "bus": "buses", "knife": "knives"}
 NEUTRAL = ((0.10, "black"), (0.28, "dark grey"), (0.55, "grey"), (0.80, "light grey"), (1.01, "white"))
 HUES = ((10, "red"), (22, "orange"), (35, "yellow"), (80, "green"), (100, "cyan"), (130, "blue"),
         (150, "purple"), (170, "pink"), (181, "red"))
 
 
 class StructuredDescriber:
-    """Captioner from classical vision. ``fps_hint`` is unused; times come from the frames."""
+    """Captioner from the perception facts (detector, tracks). Times come from the frames."""
 
     name = "structured-describer"
 
@@ -55,30 +65,56 @@ def describe_clip(frames: Sequence[Frame], tracked: Sequence[FrameObjects]) -> l
             for frame, objects in zip(frames, tracked, strict=True)]
 
 
+def noun(obj: TrackedObject) -> str:
+    """What a caption calls the object: its class where the caption names that class, else "object"."""
+    return obj.label if obj.label in NAMED else "object"
+
+
+def count_phrase(count: int, name: str) -> str:
+    return f"{count} {name if count == 1 else PLURAL.get(name, name + 's')}"
+
+
+def riders(objects: Sequence[TrackedObject]) -> dict[int, TrackedObject]:
+    """Ridden things (bicycle, motorcycle, skateboard) -> the person on each, by the ridden track's id."""
+    pairs: dict[int, TrackedObject] = {}
+    people = [obj for obj in objects if obj.label == "person"]
+    for ridden in (obj for obj in objects if obj.label in RIDDEN):
+        on = [p for p in people if p not in pairs.values() and overlap_of_smaller(p.box, ridden.box) > 0.2
+              and p.centre[1] <= ridden.centre[1]]
+        if on:
+            pairs[ridden.track_id] = max(on, key=lambda p: overlap_of_smaller(p.box, ridden.box))
+    return pairs
+
+
 def describe_frame(image: np.ndarray, frame: FrameObjects, typical_area: float) -> str:
     objects = sorted(frame.objects, key=lambda obj: -obj.size[0] * obj.size[1])
     if not objects:
         return "No moving people or objects are visible."
-    people = sum(obj.label == "person" for obj in objects)
-    others = len(objects) - people
-    parts = []
-    if people:
-        parts.append(f"{people} {'person' if people == 1 else 'people'}")
+    counts: dict[str, int] = {}
+    for obj in objects:
+        counts[noun(obj)] = counts.get(noun(obj), 0) + 1
+    others = counts.pop("object", 0)
+    parts = [count_phrase(count, name) for name, count in sorted(counts.items(), key=lambda kv: (kv[0] != "person",
+                                                                                                 -kv[1], kv[0]))]
     if others:
-        noun = "moving object" if others == 1 else "moving objects"
-        parts.append(f"{others} {'other ' if people else ''}{noun}")
-    sentences = [" and ".join(parts).capitalize() + "."]
-    for obj in objects[:MAX_LISTED]:
-        sentences.append(describe_object(image, obj, frame.width, frame.height, typical_area))
-    if len(objects) > MAX_LISTED:
-        sentences.append(f"{len(objects) - MAX_LISTED} more are smaller.")
+        parts.append(f"{others} {'other ' if parts else ''}{'moving object' if others == 1 else 'moving objects'}")
+    sentences = [(", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]).capitalize() + "."]
+    ridden_by = riders(objects)
+    carried = {person.track_id for person in ridden_by.values()}
+    listed = [obj for obj in objects if obj.track_id not in carried]
+    for obj in listed[:MAX_LISTED]:
+        sentences.append(describe_object(image, obj, frame.width, frame.height, typical_area,
+                                         rider=obj.track_id in ridden_by))
+    if len(listed) > MAX_LISTED:
+        sentences.append(f"{len(listed) - MAX_LISTED} more are smaller.")
     return " ".join(sentences)
 
 
-def describe_object(image: np.ndarray, obj: TrackedObject, width: int, height: int, typical_area: float) -> str:
-    noun = "person" if obj.label == "person" else "object"
-    size = size_word(obj.size[0] * obj.size[1] / max(typical_area, 1.0))
-    words = f"{size + ' ' if size else ''}{noun}"
+def describe_object(image: np.ndarray, obj: TrackedObject, width: int, height: int, typical_area: float, *,
+                    rider: bool = False) -> str:
+    name = f"person riding a {obj.label}" if rider else noun(obj)
+    size = "" if rider else size_word(obj.size[0] * obj.size[1] / max(typical_area, 1.0))
+    words = f"{size + ' ' if size else ''}{name}"
     subject = f"{'An' if words[0] in 'aeiou' else 'A'} {words}"
     details = [w for w in (colour_name(image, obj.box),) if w]
     tail = "".join(f", {word}" for word in details)  # no dangling comma when the colour is unknown
@@ -107,9 +143,9 @@ def motion_phrase(obj: TrackedObject) -> str:
         return "just appearing"
     speed = relative_speed(obj)
     if speed < 0.15:
-        return "standing still" if obj.label == "person" else "not moving"
+        return "standing still" if noun(obj) == "person" else "not moving"
     direction = direction_phrase(obj.velocity)
-    if obj.label == "person":
+    if noun(obj) == "person":
         verb = "walking slowly" if speed < 0.5 else "walking" if speed < 1.6 else "running" if speed < 3 else \
             "moving very fast"
     else:

@@ -1,13 +1,20 @@
-"""The SSL proposer (HyCoVAD's first stage): train on normal footage, score new footage.
+"""The proposer (HyCoVAD's first stage): learn a scene from normal footage, score new footage.
 
-``Proposer.fit`` runs the object stage over each normal clip, cuts object-centred and
-whole-frame temporal crops and trajectories, and trains the multi-task network of
-:mod:`.model`. Part of each clip (``val_fraction``, in evenly spaced runs) is held out: the task scores on it give
-each task's normal range (median and spread, for z-scores) and the alarm threshold (a
-percentile of the held-out frame scores).
+``Proposer.fit`` runs the object stage (detector, tracker, optical flow) once over each normal
+clip. From that one pass it
 
-``Proposer.score`` returns, per frame, the largest anomaly z-score among its objects and the
-whole frame, smoothed over time, and, per object, each task's z-score.
+- fits the attribute streams of :mod:`.attributes` (object speed and class against the scene's
+  normal objects, after Reiss and Hoshen), and
+- cuts object-centred and whole-frame temporal crops and trajectories and trains the
+  self-supervised multi-task network of :mod:`.model` (the ``ssl`` stream).
+
+Part of each clip (``val_fraction``, in evenly spaced runs) is held out: its scores give each
+task's and each stream's normal range (median and spread, for z-scores) and the alarm threshold
+(a percentile of the held-out frame scores).
+
+``Proposer.score`` returns, per frame, the weighted sum of the streams' z-scores (each stream's
+most unusual object, or the whole frame), smoothed over time; per stream, the unsmoothed
+z-scores; and per object its class, speed and each task's and stream's z-score.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sleuth.errors import SleuthError
 from sleuth.tools.frames import Frame
 from sleuth.tools.objects import ObjectStage
 from sleuth.tools.proposer import data
+from sleuth.tools.proposer.attributes import AttributeModel, ObjectTable
 from sleuth.tools.proposer.model import (
     CONTEXT,
     MIDDLE,
@@ -42,6 +50,7 @@ from sleuth.tools.proposer.model import (
 from sleuth.tools.smoothing import anomalous_spans
 
 TASKS = ("middle", "irregularity", "jigsaw", "trajectory")
+STREAMS = ("ssl", "speed", "class")
 JIGSAW_PROBES = (0, 7, 16, 23)  # permutations tried at scoring time (identity first)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -68,6 +77,10 @@ class ProposerConfig(BaseModel):
         description="Weight of each task's z-score in an object's anomaly score.",
     )
     whole_frame_weight: float = Field(default=1.0, ge=0, description="Weight of the whole-frame score.")
+    stream_weights: dict[str, float] = Field(
+        default_factory=lambda: {"ssl": 1.0, "speed": 1.0, "class": 1.0},
+        description="Weight of each stream's z-score in a frame's score: 'ssl' (the self-supervised tasks), "
+        "'speed' (object speed against the scene's normal), 'class' (how rare the object's class is).")
     crop: Literal["fixed", "object"] = Field(
         default="fixed", description="'fixed': same-size crops for every object (motion keeps its scale); "
         "'object': one crop per box, scaled to the box.")
@@ -84,7 +97,24 @@ class ObjectScore:
     track_id: int
     box: tuple[int, int, int, int]
     score: float
-    tasks: dict[str, float]  # z-score per task
+    tasks: dict[str, float]  # z-score per SSL task and per attribute stream ("speed", "class")
+    label: str = "object"
+    speed_ratio: float | None = None  # the object's speed as a multiple of the scene's normal median
+    class_share: float | None = None  # share of the normal footage's objects with this class
+
+    def reason(self, *, level: float = 2.0) -> str | None:
+        """Why this object is unusual, from the streams whose z-score reaches ``level``; None when none does."""
+        noun = "an unnamed moving object" if self.label == "object" else \
+            f"{'an' if self.label[0] in 'aeiou' else 'a'} {self.label}"
+        parts = []
+        if self.tasks.get("class", 0.0) >= level and self.class_share is not None:
+            parts.append("a kind of object the scene's normal footage does not show" if self.class_share == 0 else
+                         f"rare in the scene's normal footage ({self.class_share:.1%} of its objects)")
+        if self.tasks.get("speed", 0.0) >= level and self.speed_ratio is not None:
+            parts.append(f"moving at {self.speed_ratio:.1f}x the scene's usual speed")
+        if not parts and self.tasks.get("ssl", 0.0) >= level:
+            parts.append("its appearance and motion over nine frames are unlike the normal footage")
+        return f"{noun[0].upper()}{noun[1:]}: {'; '.join(parts)}." if parts else None
 
 
 @dataclass
@@ -98,6 +128,11 @@ class ProposalScores:
     objects: list[list[ObjectScore]]
     threshold: float | None = None
     calibration_quantiles: list[float] | None = None  # percentiles 0..100 of the held-out frame scores
+    streams: dict[str, np.ndarray] = field(default_factory=dict)  # unsmoothed z-score per stream and frame
+
+    def reasons(self) -> list[str | None]:
+        """Per frame, why its most unusual object is unusual (None where no stream says so)."""
+        return [max(objects, key=lambda o: o.score).reason() if objects else None for objects in self.objects]
 
     def calibration_percentile(self, percentile: float) -> float | None:
         """The held-out (normal) frame score at ``percentile`` (None for checkpoints without them)."""
@@ -152,7 +187,8 @@ class Proposer:
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(self.config.seed)
         self.net = ProposerNet(self.config.width, self.config.memory_slots).to(self.device)
-        self.stats: dict[str, dict[str, float]] = {}  # "<kind>/<task>" -> {"center", "scale"}
+        self.stats: dict[str, dict[str, float]] = {}  # "<kind>/<task>" and "stream/ssl" -> {"center", "scale"}
+        self.attributes: AttributeModel | None = None
         self.threshold: float | None = None
         self.meta: dict[str, Any] = {}
 
@@ -177,14 +213,24 @@ class Proposer:
         prepared = [self._prepare(clip, progress) for clip in clips]
         if self.config.crop == "fixed" and self.config.crop_px is None:
             self.config.crop_px = data.typical_crop([clip.objects for clip in prepared])
-        train_parts, val_parts, train_tracks = [], [], []
+        train_parts, val_parts, train_tracks, train_tables = [], [], [], []
         for clip in prepared:
             train_pos, val_pos = held_out_split(len(clip.frames), self.config.val_fraction)
+            train_tables.append(ObjectTable.from_frames(clip.objects, train_pos))
             train_parts.append(data.object_patches(clip.grey, clip.objects, train_pos, self._crop_px))
             train_tracks.append(data.trajectories(clip.objects, train_pos))
             if len(val_pos):
                 val_parts.append((clip, data.object_patches(clip.grey, clip.objects, val_pos, self._crop_px),
                                   data.trajectories(clip.objects, val_pos)))
+        self.attributes = AttributeModel()
+        try:
+            self.attributes.fit(ObjectTable(*(np.concatenate([getattr(t, name) for t in train_tables])
+                                              for name in ("position", "track_id", "boxes")),
+                                            [label for t in train_tables for label in t.labels],
+                                            np.concatenate([t.speed for t in train_tables])))
+        except ValueError as exc:
+            raise ProposerError(f"cannot learn the scene's objects: {exc}",
+                                hint="give normal footage in which people or vehicles move") from None
         patches = data.Patches.concat(train_parts)
         tracks = data.Trajectories.concat(train_tracks)
         report = self._train(patches, tracks, progress)
@@ -315,15 +361,22 @@ class Proposer:
                 center = float(np.median(chosen))
                 spread = float(np.percentile(chosen, 75) - np.percentile(chosen, 25)) / 1.349
                 self.stats[f"{kind_name}/{task}"] = {"center": center, "scale": max(spread, 1e-6)}
-        frame_scores = []
-        for (_, patches, _), task_raw in zip(held_out, raw, strict=True):
+        runs = []  # (SSL frame scores, objects of the run) of each held-out run
+        for (clip, patches, _), task_raw in zip(held_out, raw, strict=True):
             held = np.zeros(int(patches.position.max()) + 1, bool)
             held[patches.position] = True
             for first, last in anomalous_spans(held.tolist()):  # smooth within each held-out run
                 run = list(range(first, last + 1))
                 mask = np.isin(patches.position, run)
                 combined, _ = self._combine(patches.select(mask), {k: v[mask] for k, v in task_raw.items()}, run)
-                frame_scores.append(_gaussian_smooth(combined, self.config.smooth_frames))
+                runs.append((combined, ObjectTable.from_frames(clip.objects[first:last + 1])))
+        ssl = np.concatenate([combined for combined, _ in runs])
+        spread = float(np.percentile(ssl, 75) - np.percentile(ssl, 25)) / 1.349
+        self.stats["stream/ssl"] = {"center": float(np.median(ssl)), "scale": max(spread, 1e-3)}
+        if self.attributes is not None:
+            self.attributes.calibrate([(table, len(combined)) for combined, table in runs])
+        frame_scores = [_gaussian_smooth(self._streams(combined, table)[0], self.config.smooth_frames)
+                        for combined, table in runs]
         pooled = np.concatenate(frame_scores)
         self.threshold = float(np.percentile(pooled, self.config.threshold_percentile))
         self.meta["calibration_quantiles"] = [float(v) for v in np.percentile(pooled, np.arange(101))]
@@ -414,11 +467,55 @@ class Proposer:
         positions = list(range(len(frames)))
         patches = data.object_patches(clip.grey, clip.objects, positions, self._crop_px)
         raw = self._task_scores(patches, data.trajectories(clip.objects, positions))
-        unsmoothed, objects = self._combine(patches, raw, positions)
+        ssl, objects = self._combine(patches, raw, positions)
+        unsmoothed, streams = self._streams(ssl, ObjectTable.from_frames(clip.objects), objects, clip.objects)
         smoothed = _gaussian_smooth(unsmoothed, self.config.smooth_frames)
         return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed,
                               unsmoothed.astype(np.float64), objects, self.threshold,
-                              self.meta.get("calibration_quantiles"))
+                              self.meta.get("calibration_quantiles"), streams)
+
+    def _streams(self, ssl: np.ndarray, table: ObjectTable, objects: list[list[ObjectScore]] | None = None,
+                 tracked: Sequence[Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The frame scores (weighted sum of the streams' z-scores) and each stream's z-scores; with
+        ``objects``, each object also gets its class, speed and stream z-scores. A checkpoint from
+        before the attribute streams scores with the SSL tasks alone, as it did."""
+        if self.attributes is None or "stream/ssl" not in self.stats:
+            return ssl, {"ssl": ssl}
+        weights = self.config.stream_weights
+        stat = self.stats["stream/ssl"]
+        streams = {"ssl": (ssl - stat["center"]) / stat["scale"]}
+        per_frame, per_object = self.attributes.frame_scores(table, len(ssl))
+        for stream, values in per_frame.items():
+            streams[stream] = self.attributes.z(stream, values)
+        total = sum(weights.get(stream, 0.0) * values for stream, values in streams.items())
+        if objects is not None and tracked is not None:
+            self._describe_objects(objects, tracked, table, per_object)
+        return np.asarray(total, np.float64), streams
+
+    def _describe_objects(self, objects: list[list[ObjectScore]], tracked: Sequence[Any], table: ObjectTable,
+                          per_object: dict[str, np.ndarray]) -> None:
+        """Give each scored object its class, speed ratio and attribute z-scores, and add those to its score."""
+        assert self.attributes is not None
+        weights = self.config.stream_weights
+        row_of = {(int(p), int(t)): i for i, (p, t) in enumerate(zip(table.position, table.track_id, strict=True))}
+        stat = self.stats["stream/ssl"]
+        normal_total = sum(self.attributes.class_counts.values()) or 1.0
+        for position, scored in enumerate(objects):
+            labels = {obj.track_id: obj.label for obj in tracked[position].objects}
+            for obj in scored:
+                row = row_of.get((position, obj.track_id))
+                obj.label = labels.get(obj.track_id, obj.label)
+                ssl_z = (obj.score - stat["center"]) / stat["scale"]
+                obj.tasks["ssl"] = round(ssl_z, 3)
+                obj.class_share = self.attributes.class_counts.get(obj.label, 0.0) / normal_total
+                total = weights.get("ssl", 0.0) * ssl_z
+                if row is not None:
+                    for stream in ("speed", "class"):
+                        z = float(self.attributes.z(stream, per_object[stream][row:row + 1])[0])
+                        obj.tasks[stream] = round(z, 3)
+                        total += weights.get(stream, 0.0) * z
+                    obj.speed_ratio = round(float(per_object["speed"][row]), 2)
+                obj.score = float(total)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -428,7 +525,8 @@ class Proposer:
         partial = path.with_suffix(path.suffix + ".partial")
         torch.save({"format": 1, "config": self.config.model_dump(), "scene": self.scene,
                     "state": {k: v.cpu() for k, v in self.net.state_dict().items()}, "stats": self.stats,
-                    "threshold": self.threshold, "meta": self.meta}, partial)
+                    "threshold": self.threshold, "meta": self.meta,
+                    "attributes": self.attributes.state() if self.attributes else None}, partial)
         os.replace(partial, path)  # never leave a half-written checkpoint under the real name
         return path
 
@@ -449,6 +547,8 @@ class Proposer:
                                 hint="recalibrate the scene with `sleuth calibrate proposer`") from None
         proposer.net.eval()
         proposer.stats, proposer.threshold, proposer.meta = saved["stats"], saved["threshold"], saved.get("meta", {})
+        if saved.get("attributes"):
+            proposer.attributes = AttributeModel.from_state(saved["attributes"])
         return proposer
 
 
