@@ -133,6 +133,24 @@ def test_attribute_streams_flag_fast_objects_and_unseen_classes() -> None:
     assert restored.object_scores(_table(["car"], [10.0]))["class"][0] == pytest.approx(per_object["class"][2])
 
 
+def test_speed_is_measured_against_the_usual_speed_of_the_objects_class() -> None:
+    """A car at a car's usual pace is not fast because people walk slower; a class seen too rarely to
+    have its own pace is compared with all objects; misread classes count as unnamed objects."""
+    rng = np.random.default_rng(1)
+    labels = ["person"] * 100 + ["car"] * 20 + ["dog"] * 3
+    speeds = list(rng.uniform(8, 12, 100)) + list(rng.uniform(38, 42, 20)) + [10.0] * 3
+    model = AttributeModel()
+    model.fit(_table(labels, speeds))
+
+    ratios = model.object_scores(_table(["car", "person", "dog"], [40.0, 40.0, 40.0]))["speed"]
+
+    assert ratios[0] == pytest.approx(1.0, rel=0.1)  # a car at a car's pace
+    assert ratios[1] == pytest.approx(4.0, rel=0.1)  # a person at a car's pace
+    assert model.usual_speed("dog") == model.normal_speed  # 3 dogs: too few for a pace of their own
+    table = ObjectTable.from_frames([FrameObjects(0, 0.0, 100, 100, [_obj(1, (0, 0, 10, 10), "sports ball")])])
+    assert table.labels == ["object"]
+
+
 def _obj(track: int, box: tuple[int, int, int, int], label: str,
          velocity: tuple[float, float] = (60.0, 0.0)) -> TrackedObject:
     return TrackedObject(track, box, label, 0.7, velocity, [], 5)

@@ -2,11 +2,14 @@
 
     score -> gate -> caption -> reason -> events [-> explain]
 
-- **score**: the scene's SSL proposer scores every frame (z units; its calibrated threshold
-  maps to 0.5 on a 0-1 scale).
+- **score**: the scene's proposer scores every frame (z units; its calibrated threshold maps to
+  0.5 on a 0-1 scale) and says per frame why its most unusual object is unusual. With the
+  structured captioner, every frame is also described here from the same object pass (detector,
+  tracks, flow), so nothing is detected twice.
 - **gate**: frames whose proposer score reaches a percentile of the scene's normal scores, and
   their neighbours, go on; the rest are never captioned and cost no LLM call.
-- **caption**: the configured captioner describes the gated frames.
+- **caption**: the gated frames keep their descriptions (or, with another captioner, it
+  describes them now).
 - **reason**: the ``detect_captions`` graph judges the captions against the scene's rules
   (cheap rule matching, LLM deduction where configured), fuses the proposer score, smooths, and
   explains each event with one full deduction. Frames that were not captioned have no rule
@@ -39,6 +42,7 @@ from sleuth.graphs.detect_captions import detect_captions
 from sleuth.graphs.reducers import merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneStore
+from sleuth.tools.captioners.structured import StructuredDescriber, describe_clip
 from sleuth.tools.captioners.windows import caption_positions
 from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, is_stream
 from sleuth.tools.proposer import Proposer, ProposerStore
@@ -60,6 +64,7 @@ class VideoDetectState(TypedDict, total=False):
     proposer_reasons: list[str | None]
     threshold: float | None
     gate_threshold: float
+    described: list[str] | None  # captions of every frame from the proposer's object pass (structured captioner)
     # gate, caption
     gated: list[bool]
     captions: list[str]
@@ -136,7 +141,11 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             gate = median + (threshold - median) * min(config.gate_percentile, 99.0) / 99.0
         if config.gate_percentile <= 0:
             gate = -math.inf
+        described = None
+        if isinstance(tools.captioner, StructuredDescriber) and scores.tracked is not None:
+            described = describe_clip(frames, scores.tracked)  # one object pass serves proposer and captions
         return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z.tolist(),
+                "described": described,
                 "proposer": scores.unit_scores().tolist(), "proposer_reasons": scores.reasons(),
                 "threshold": threshold,
                 "gate_threshold": float(gate), "seconds": timed("score", started)}
@@ -154,7 +163,13 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         started = time.perf_counter()
         positions = [i for i, flag in enumerate(state["gated"]) if flag]
         captions = [""] * len(state["gated"])
-        if positions:
+        described = state.get("described")
+        if described is not None:
+            for position in positions:
+                captions[position] = described[position]
+            if progress:
+                progress("caption", len(positions), len(positions))
+        elif positions:
             frames = read(state)
             texts = caption_positions(tools.captioner, frames, positions, context=config.caption_context,
                                       progress=(lambda done, total: progress("caption", done, total))

@@ -25,13 +25,9 @@ from sleuth.config import Settings
 from sleuth.tools.frames import Frame
 from sleuth.tools.objects import FrameObjects, ObjectStage, TrackedObject
 from sleuth.tools.perception.boxes import overlap_of_smaller
+from sleuth.tools.perception.nanodet import SCENE_CLASSES
 
 MAX_LISTED = 8
-# The detector's classes a caption names; any other (a "tie" or "skis" on a pavement is a misreading
-# more often than not) is described as an object.
-NAMED = frozenset({"person", "bicycle", "car", "motorcycle", "bus", "truck", "train", "boat", "skateboard",
-                   "dog", "cat", "horse", "bird", "backpack", "handbag", "suitcase", "umbrella", "sports ball",
-                   "knife", "baseball bat"})
 RIDDEN = ("bicycle", "motorcycle", "skateboard")
 PLURAL = {"person": "people", "bus": "buses", "knife": "knives"}
 NEUTRAL = ((0.10, "black"), (0.28, "dark grey"), (0.55, "grey"), (0.80, "light grey"), (1.01, "white"))
@@ -67,7 +63,7 @@ def describe_clip(frames: Sequence[Frame], tracked: Sequence[FrameObjects]) -> l
 
 def noun(obj: TrackedObject) -> str:
     """What a caption calls the object: its class where the caption names that class, else "object"."""
-    return obj.label if obj.label in NAMED else "object"
+    return obj.label if obj.label in SCENE_CLASSES else "object"
 
 
 def count_phrase(count: int, name: str) -> str:

@@ -29,6 +29,12 @@ COCO_CLASSES = (
     "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
     "scissors", "teddy bear", "hair drier", "toothbrush",
 )
+# The classes Sleuth names (captions, the proposer's class stream): people, vehicles, animals and things
+# carried, that a street or building camera sees. NanoDet's other classes are misreadings more often than
+# not on such footage (a "sports ball" or a "bird" for a bag on the grass, a "traffic light" on a pole,
+# "skis" for shadows on a pavement) and count as an unnamed "object".
+SCENE_CLASSES = frozenset({"person", "bicycle", "car", "motorcycle", "bus", "truck", "skateboard", "dog", "horse",
+                           "backpack", "handbag", "suitcase", "umbrella"})
 INPUT = 416
 STRIDES = (8, 16, 32)
 BINS = 11

@@ -4,9 +4,11 @@ described by interpretable attributes, each attribute is compared with the scene
 footage, and a frame is as unusual as its most unusual object.
 
 - ``speed``: the object's mean optical-flow magnitude (pixels per second) over its box, as a
-  multiple of the normal objects' median: "3.1x the scene's usual speed".
+  multiple of the median of the normal objects of its class (of all normal objects for a class
+  the normal footage does not show): "3.1x the usual speed of a person here".
 - ``class``: how rare the object's class is among the normal footage's objects (the negative log
-  of its smoothed frequency): "a car where none was seen".
+  of its smoothed frequency): "a car where none was seen". Classes outside
+  :data:`~sleuth.tools.perception.nanodet.SCENE_CLASSES` count as unnamed objects.
 
 Reiss and Hoshen fit a Gaussian mixture to the flow binned by direction; on Ped2's normal
 footage, where people walk every way, the direction bins mostly add noise (object speed alone
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sleuth.tools.perception.nanodet import SCENE_CLASSES
 
 STREAMS = ("speed", "class")
 # The smallest spread a stream's z-score divides by: a quarter of the normal speed, one nat of rarity
@@ -52,7 +55,8 @@ class ObjectTable:
         rows: list[tuple] = []
         for position in range(len(frames)) if positions is None else positions:
             for obj in frames[position].objects:
-                rows.append((position, obj.track_id, obj.box, obj.label, float(sum(obj.motion))))
+                label = obj.label if obj.label in SCENE_CLASSES else "object"
+                rows.append((position, obj.track_id, obj.box, label, float(sum(obj.motion))))
         if not rows:
             return ObjectTable(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 4), int), [], np.zeros(0))
         position, track, box, label, speed = zip(*rows, strict=True)
@@ -65,6 +69,7 @@ class AttributeModel:
 
     def __init__(self) -> None:
         self.normal_speed = 0.0  # median speed of the normal objects, pixels per second
+        self.class_speed: dict[str, float] = {}  # the same per class
         self.class_counts: dict[str, float] = {}
         self.stats: dict[str, dict[str, float]] = {}
 
@@ -75,23 +80,29 @@ class AttributeModel:
     def fit(self, table: ObjectTable) -> None:
         if len(table) < 10:
             raise ValueError("too few objects in the normal footage for the attribute streams (fewer than 10)")
-        moving = table.speed[table.speed > 0]
-        self.normal_speed = float(np.median(moving)) if len(moving) else 1.0
+        self.normal_speed = max(float(np.median(table.speed)), 1e-3)
         counts: dict[str, float] = {}
         for label in table.labels:
             counts[label] = counts.get(label, 0.0) + 1.0
         self.class_counts = counts
+        labels = np.asarray(table.labels)
+        self.class_speed = {label: max(float(np.median(table.speed[labels == label])), 1e-3)
+                            for label, count in counts.items() if count >= 10}
+
+    def usual_speed(self, label: str) -> float:
+        """The normal median speed of ``label``'s objects (of all objects for a class seen fewer than 10 times)."""
+        return self.class_speed.get(label, self.normal_speed)
 
     def rarity(self, label: str) -> float:
         total = sum(self.class_counts.values())
         return float(-np.log((self.class_counts.get(label, 0.0) + 0.5) / (total + 0.5 * (len(self.class_counts) + 1))))
 
     def object_scores(self, table: ObjectTable) -> dict[str, np.ndarray]:
-        """Each stream's raw value per object (higher = more unusual): speed as a multiple of the
-        normal median, class rarity in nats."""
+        """Each stream's raw value per object (higher = more unusual): speed as a multiple of its
+        class's normal median, class rarity in nats."""
         if not self.fitted:
             raise ValueError("the attribute model is not fitted")
-        return {"speed": table.speed / max(self.normal_speed, 1e-6),
+        return {"speed": table.speed / np.array([self.usual_speed(label) for label in table.labels]),
                 "class": np.array([self.rarity(label) for label in table.labels])}
 
     def frame_scores(self, table: ObjectTable, frames: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -123,11 +134,13 @@ class AttributeModel:
         return (np.asarray(values, float) - stat["center"]) / stat["scale"]
 
     def state(self) -> dict[str, Any]:
-        return {"normal_speed": self.normal_speed, "class_counts": dict(self.class_counts), "stats": self.stats}
+        return {"normal_speed": self.normal_speed, "class_speed": dict(self.class_speed),
+                "class_counts": dict(self.class_counts), "stats": self.stats}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AttributeModel:
         model = cls()
         model.normal_speed, model.class_counts, model.stats = (state["normal_speed"], dict(state["class_counts"]),
                                                                state["stats"])
+        model.class_speed = dict(state.get("class_speed", {}))
         return model

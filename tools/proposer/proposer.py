@@ -111,7 +111,8 @@ class ObjectScore:
             parts.append("a kind of object the scene's normal footage does not show" if self.class_share == 0 else
                          f"rare in the scene's normal footage ({self.class_share:.1%} of its objects)")
         if self.tasks.get("speed", 0.0) >= level and self.speed_ratio is not None:
-            parts.append(f"moving at {self.speed_ratio:.1f}x the scene's usual speed")
+            usual = "an object's" if self.label == "object" or self.class_share == 0 else f"a {self.label}'s"
+            parts.append(f"moving at {self.speed_ratio:.1f}x {usual} usual speed in this scene")
         if not parts and self.tasks.get("ssl", 0.0) >= level:
             parts.append("its appearance and motion over nine frames are unlike the normal footage")
         return f"{noun[0].upper()}{noun[1:]}: {'; '.join(parts)}." if parts else None
@@ -129,6 +130,7 @@ class ProposalScores:
     threshold: float | None = None
     calibration_quantiles: list[float] | None = None  # percentiles 0..100 of the held-out frame scores
     streams: dict[str, np.ndarray] = field(default_factory=dict)  # unsmoothed z-score per stream and frame
+    tracked: list[Any] | None = None  # the object stage's FrameObjects per frame (captions reuse them)
 
     def reasons(self) -> list[str | None]:
         """Per frame, why its most unusual object is unusual (None where no stream says so)."""
@@ -472,7 +474,7 @@ class Proposer:
         smoothed = _gaussian_smooth(unsmoothed, self.config.smooth_frames)
         return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed,
                               unsmoothed.astype(np.float64), objects, self.threshold,
-                              self.meta.get("calibration_quantiles"), streams)
+                              self.meta.get("calibration_quantiles"), streams, clip.objects)
 
     def _streams(self, ssl: np.ndarray, table: ObjectTable, objects: list[list[ObjectScore]] | None = None,
                  tracked: Sequence[Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -504,7 +506,7 @@ class Proposer:
             labels = {obj.track_id: obj.label for obj in tracked[position].objects}
             for obj in scored:
                 row = row_of.get((position, obj.track_id))
-                obj.label = labels.get(obj.track_id, obj.label)
+                obj.label = table.labels[row] if row is not None else labels.get(obj.track_id, obj.label)
                 ssl_z = (obj.score - stat["center"]) / stat["scale"]
                 obj.tasks["ssl"] = round(ssl_z, 3)
                 obj.class_share = self.attributes.class_counts.get(obj.label, 0.0) / normal_total
