@@ -7,7 +7,10 @@ did not hold long enough for the decision's smoothing).
 
 from __future__ import annotations
 
-from sleuth.graphs.detect.state import DetectReport
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sleuth.graphs.detect.state import DetectReport
 
 RULE_SUPPORT = 0.5  # a frame's own rule score needed to support an event (DetectConfig.min_rule_score)
 

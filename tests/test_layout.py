@@ -116,3 +116,13 @@ def test_imports_point_one_way() -> None:
                     if name.startswith("sleuth.tools") and target.startswith(("sleuth.serve", "sleuth.graphs",
                                                                               "sleuth.cli", "sleuth.evals")))
     assert upward == [("sleuth.tools.toolset", "sleuth.serve.handles")]  # open_tools' ray backend: still to move
+
+
+def test_the_cli_starts_without_loading_the_models() -> None:
+    """CI stop 24: ``sleuth rules list`` took 22 s to say Qdrant was unreachable, because importing
+    the CLI imported every graph, torch and LiteLLM. Commands load their stack when they run."""
+    code = ("import sys, sleuth.cli.main; "
+            "print(sorted(m for m in ('torch', 'litellm', 'langgraph', 'transformers', 'onnxruntime', 'cv2') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
