@@ -12,6 +12,7 @@ from sleuth.config import load_settings
 from sleuth.tools.frames import Frame
 from sleuth.tools.proposer import Proposer, ProposerConfig, ProposerError, ProposerStore
 from sleuth.tools.proposer.model import PERMUTATIONS, GradNorm, Memory, ProposerNet, jigsaw
+from sleuth.tools.proposer.proposer import ObjectScore
 
 from tests.test_cli import assert_one_line_error, sleuth
 
@@ -164,3 +165,17 @@ def test_cli_calibrates_a_scene_then_scores_footage(tmp_path: Path, monkeypatch:
     assert_one_line_error(sleuth("calibrate", "proposer", "--video", str(tmp_path / "missing.mp4"),
                                  "--scene", "cam2"), "video not found")
     assert_one_line_error(sleuth("score", str(test), "--scene", "../cam1"), "invalid scene name")
+
+
+@pytest.mark.parametrize(("share", "says"), [
+    (0.0, "a kind of object the scene's normal footage does not show"),
+    (0.0002, "rare in the scene's normal footage (under 0.1% of its objects)"),
+    (0.004, "rare in the scene's normal footage (0.4% of its objects)"),
+])
+def test_an_events_reason_states_the_class_share_without_rounding_it_to_zero(share: float, says: str) -> None:
+    """A bicycle seen in 0.02 % of Ped2's normal objects was reported as '0.0% of its objects'."""
+    bicycle = ObjectScore(track_id=1, box=(0, 0, 10, 10), score=9.0, tasks={"class": 5.0, "speed": 3.0},
+                          label="bicycle", speed_ratio=6.1, class_share=share)
+    reason = bicycle.reason()
+    assert reason is not None and reason.startswith("A bicycle: " + says)
+    assert reason.endswith("usual speed in this scene.")

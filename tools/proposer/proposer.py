@@ -92,6 +92,11 @@ class ProposerConfig(BaseModel):
     seed: int = 0
 
 
+def _share(share: float) -> str:
+    """'0.4%', or 'under 0.1%' for a share that would round to a misleading '0.0%'."""
+    return "under 0.1%" if share < 0.0005 else f"{share:.1%}"
+
+
 @dataclass
 class ObjectScore:
     track_id: int
@@ -109,7 +114,7 @@ class ObjectScore:
         parts = []
         if self.tasks.get("class", 0.0) >= level and self.class_share is not None:
             parts.append("a kind of object the scene's normal footage does not show" if self.class_share == 0 else
-                         f"rare in the scene's normal footage ({self.class_share:.1%} of its objects)")
+                         f"rare in the scene's normal footage ({_share(self.class_share)} of its objects)")
         if self.tasks.get("speed", 0.0) >= level and self.speed_ratio is not None:
             usual = "an object's" if self.label == "object" or self.class_share == 0 else f"a {self.label}'s"
             parts.append(f"moving at {self.speed_ratio:.1f}x {usual} usual speed in this scene")
