@@ -33,7 +33,6 @@ walkers cyclists. ``examples`` lists frames where the two disagree, to read.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -43,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
+from sleuth.evals.datasets import load_dataset
 from sleuth.tools.captioners.structured import StructuredDescriber
-from sleuth.tools.frames import FrameReader, image_files
+from sleuth.tools.frames import FrameReader
 
 Log = Callable[[str], None]
 REFERENCE_WORDS = {
@@ -72,7 +72,7 @@ def classes_named(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]
 
 
 def names_a_person(text: str) -> bool:
-    return bool(set(re.findall(r"[a-z]+", text.lower())) & set(PERSON_WORDS))
+    return bool(classes_named(text, {"person": PERSON_WORDS}))
 
 
 def score(references: list[str], captions: list[str], labels: list[int]) -> dict[str, Any]:
@@ -108,45 +108,28 @@ def score(references: list[str], captions: list[str], labels: list[int]) -> dict
             "people_named": share(people, people_total), "examples": disagreements}
 
 
-def _labels(path: Path) -> dict[str, list[int]]:
-    labels: dict[str, list[int]] = {}
-    with path.open() as handle:
-        for row in csv.DictReader(handle):
-            labels.setdefault(Path(row["image_path"]).parent.name, []).append(int(row["label"]))
-    return labels
-
-
 def run(data: Path, log: Log = print) -> dict[str, Any]:
     """Caption every Ped2 test video with the structured captioner and score it against CogVLM."""
-    frames_root, descriptions = data / "ped2/testing/frames", data / "anomalyruler/ped2/test_frame_description"
-    label_file = data / "ped2/testing/labels.csv"
-    for path, what in ((frames_root, "Ped2 test frames"), (descriptions, "Ped2 CogVLM captions"),
-                       (label_file, "Ped2 test labels")):
-        if not path.exists():
-            raise CaptionCheckError(f"{what} not found at {path}",
-                                    hint="pass --data pointing at a folder with ped2/ and anomalyruler/ped2/")
-    labels = _labels(label_file)
-    clips = sorted(p for p in frames_root.iterdir() if p.is_dir() and image_files(p))
+    frames_root = data / "ped2/testing/frames"
+    if not frames_root.exists():
+        raise CaptionCheckError(f"Ped2 test frames not found at {frames_root}",
+                                hint="pass --data pointing at a folder with ped2/ and anomalyruler/ped2/")
+    dataset = load_dataset(data / "anomalyruler/ped2")  # CogVLM's captions and the frame labels, checked
     describer = StructuredDescriber()
     references: list[str] = []
     captions: list[str] = []
     truth: list[int] = []
     started, count = time.perf_counter(), 0
-    for number, clip in enumerate(clips, 1):
-        reference_file = descriptions / f"test_{int(clip.name):02d}.txt" if clip.name.isdigit() else None
-        if reference_file is None or not reference_file.exists():
-            raise CaptionCheckError(f"no CogVLM captions for video {clip.name}", hint=f"expected {reference_file}")
-        frames = FrameReader(clip).read()
-        reference = reference_file.read_text().splitlines()
-        y = labels.get(clip.name, [])
-        if not (len(frames) == len(reference) == len(y)):
-            raise CaptionCheckError(f"video {clip.name}: {len(frames)} frames, {len(reference)} captions, "
-                                    f"{len(y)} labels", hint="the three must describe the same frames")
+    for number, video in enumerate(dataset.videos, 1):
+        frames = FrameReader(frames_root / video.id).read()
+        if len(frames) != video.frames:
+            raise CaptionCheckError(f"video {video.id}: {len(frames)} frames but {video.frames} CogVLM captions",
+                                    hint=f"{frames_root / video.id} and {video.caption_file} must hold the same frames")
         captions += describer.caption(frames)
-        references += reference
-        truth += y
+        references += video.captions
+        truth += video.labels
         count += len(frames)
-        log(f"caption check: video {clip.name} ({number}/{len(clips)}), {count} frames captioned")
+        log(f"caption check: video {video.id} ({number}/{len(dataset.videos)}), {count} frames captioned")
     result = score(references, captions, truth)
     result.update({"frames": count, "frames_per_second": round(count / (time.perf_counter() - started), 1)})
     return result
