@@ -79,7 +79,7 @@ def status(
 ) -> None:
     """Show the tools app: each deployment's health, replicas and resources."""
     from sleuth.serve.app import describe
-    from sleuth.serve.handles import application_status, not_running
+    from sleuth.tools.remote import application_status, not_running
 
     with request("serve status") as settings:
         app_name = settings.tools.serve_app
@@ -104,7 +104,7 @@ def status(
 def stop(address: AddressOption = None) -> None:
     """Delete the tools app from the cluster (the Ray cluster itself keeps running)."""
     from ray import serve
-    from sleuth.serve.handles import application_status, not_running
+    from sleuth.tools.remote import application_status, not_running
 
     with request("serve stop") as settings:
         app_name = settings.tools.serve_app
@@ -116,7 +116,7 @@ def stop(address: AddressOption = None) -> None:
 
 
 def _join(address: str | None, app_name: str) -> None:
-    from sleuth.serve.handles import connect, not_running
+    from sleuth.tools.remote import connect, not_running
 
     try:
         connect(address)
@@ -133,7 +133,7 @@ def _start_ray(address: str | None, detach: bool) -> tuple[bool, str]:
     when detaching, so that it outlives the command.
     """
     import ray
-    from sleuth.serve.handles import connect
+    from sleuth.tools.remote import connect
 
     if address:
         connect(address)

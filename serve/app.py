@@ -24,7 +24,7 @@ from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 from sleuth.config import Settings
 from sleuth.errors import ConfigError
 from sleuth.serve.deployments import Captioner, Embedder, Proposer, Retriever, Sampler, ToolsIngress, deep_merge
-from sleuth.serve.handles import ServeError
+from sleuth.tools.remote import ServeError
 
 IMPORT_PATH = "sleuth.serve.app:build_app"
 

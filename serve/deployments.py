@@ -26,19 +26,14 @@ import numpy as np
 from ray import serve
 from sleuth.config import Settings, load_settings
 from sleuth.errors import SleuthError
+from sleuth.tools.remote import CAPTIONER, EMBEDDER, PROPOSER, RETRIEVER, SAMPLER, TOOL_DEPLOYMENTS
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
     from sleuth.tools.frames import Frame
     from starlette.requests import Request
 
-EMBEDDER = "Embedder"
-CAPTIONER = "Captioner"
-SAMPLER = "Sampler"
-PROPOSER = "Proposer"
-RETRIEVER = "Retriever"
-INGRESS = "ToolsIngress"
-TOOL_DEPLOYMENTS = (EMBEDDER, CAPTIONER, SAMPLER, PROPOSER, RETRIEVER)
+INGRESS = "ToolsIngress"  # the tools' deployment names come from sleuth.tools.remote, the client side
 
 logger = logging.getLogger("ray.serve")
 T = TypeVar("T")

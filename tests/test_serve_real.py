@@ -22,8 +22,8 @@ import yaml
 from sleuth.config import Settings
 from sleuth.errors import SleuthError
 from sleuth.serve.app import config_for, deploy, describe, packaged_config, wait_until_ready
-from sleuth.serve.handles import RayServeTools
 from sleuth.tools.frames import Frame
+from sleuth.tools.remote import RayServeTools
 from sleuth.tools.toolset import open_tools
 
 pytestmark = pytest.mark.slow

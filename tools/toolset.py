@@ -144,7 +144,7 @@ def open_tools(settings: Settings | None = None, **tools: Any) -> ToolSet:
     if settings.tools.backend == "ray":
         if tools:
             raise TypeError(f"tool overrides ({', '.join(tools)}) apply to the in-process backend only")
-        from sleuth.serve.handles import RayServeTools
+        from sleuth.tools.remote import RayServeTools
 
         return RayServeTools(settings)
     return InProcessTools(settings, **tools)

@@ -1,5 +1,9 @@
 """The 'ray' backend of :func:`sleuth.tools.toolset.open_tools`: the tools as Ray Serve handles.
 
+The client side of the tools' Ray Serve application lives with the tools (``sleuth.serve`` builds
+and runs the application; the deployment names below are the contract between the two), so the
+tools never import the layer above them.
+
 :class:`RayServeTools` connects to the Ray cluster where ``sleuth serve tools`` (or a KubeRay
 RayService) runs the tools application, takes a handle per deployment by name and exposes the
 same methods as the in-process tools. Every call is a traced ``execute_tool`` span here, and a
@@ -18,13 +22,20 @@ import numpy as np
 from sleuth import telemetry
 from sleuth.config import Settings
 from sleuth.errors import SleuthError
-from sleuth.serve.deployments import CAPTIONER, EMBEDDER, PROPOSER, RETRIEVER, SAMPLER, TOOL_DEPLOYMENTS
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
     from sleuth.tools.frames import Frame
 
 DEFAULT_TIMEOUT_S = 300.0
+
+# Deployment names of the tools application (sleuth.serve.deployments deploys them under these).
+EMBEDDER = "Embedder"
+CAPTIONER = "Captioner"
+SAMPLER = "Sampler"
+PROPOSER = "Proposer"
+RETRIEVER = "Retriever"
+TOOL_DEPLOYMENTS = (EMBEDDER, CAPTIONER, SAMPLER, PROPOSER, RETRIEVER)
 
 
 class ServeError(SleuthError):
