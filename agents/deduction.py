@@ -5,7 +5,8 @@
   probability mass the model puts on the anomaly options (from the answer token's
   log-probabilities) is a continuous score for ROC curves, not only a 0/1 decision.
 - :func:`deduce_frame` judges a whole caption with a structured answer: decision, broken rule
-  numbers and a one-sentence reason; the detect graph asks it once per event.
+  numbers and a one-sentence reason, and the verdict's probability from the log-probabilities of
+  its first token; the detect graph asks it once per event (HyCoVAD's validation).
 - :func:`cheap_score` is the LLM-free signal the gate uses: how much closer the piece is to the
   nearest anomaly rule than to the nearest normal rule, in embedding space.
 """
@@ -13,7 +14,9 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -24,6 +27,7 @@ from sleuth.llm.gateway import Gateway
 from sleuth.prompts import load_prompt
 
 LETTERS = "ABCDEFGH"
+VERDICTS = ("anomaly", "normal")
 MARGIN_OFFSET = 0.10  # a piece must be this much closer to an anomaly rule than to a normal rule to score 0.5
 
 
@@ -98,20 +102,77 @@ class EvidenceJudge:
 
 
 class FrameDeduction(BaseModel):
-    """Structured answer of the ``deduction.frame`` prompt."""
+    """Structured answer of the ``deduction.frame`` prompt. The verdict comes first and is a word, not
+    a JSON boolean: the model's probability for its first token ("an" against "normal") is a usable
+    confidence, where the packaged 0.5B barely considers ``true`` and ``false`` at that position."""
 
-    anomaly: bool
+    verdict: Literal["anomaly", "normal"]
     broken_rules: list[int] = Field(default_factory=list, max_length=5)
     reason: str = Field(max_length=300)
 
+    @property
+    def anomaly(self) -> bool:
+        return self.verdict == "anomaly"
 
-def deduce_frame(caption: str, evidence: str, rules: RuleSet, gateway: Gateway) -> tuple[FrameDeduction, list[str]]:
-    """Judge one caption; returns the answer and the texts of the anomaly rules it names."""
+
+@dataclass(frozen=True)
+class Deduction:
+    """A full-caption deduction: the model's answer, the anomaly rules it named and how sure it was."""
+
+    answer: FrameDeduction
+    named: list[str]
+    probability: float  # P(anomaly) from the verdict token's log-probabilities
+    from_logprobs: bool = True  # False: the endpoint gave none, ``probability`` is the 0/1 answer
+
+
+def anomaly_probability(logprobs: list[dict[str, Any]] | None) -> float | None:
+    """P("anomaly") against P("normal") at the verdict value's first token, over the tokens the
+    answer's grammar allows there (the start of either word); None without log-probabilities."""
+    text = ""
+    for item in logprobs or []:
+        token = str(item.get("token", ""))
+        opened = text.endswith('"') and text.rstrip('"').rstrip().endswith(":")  # the value's quote is out
+        if '"verdict"' in text and _verdict_start(token, opened) is not None:
+            top = {**(item.get("top_logprobs") or {}), token: item.get("logprob", 0.0)}
+            mass = dict.fromkeys(VERDICTS, 0.0)
+            for choice, value in top.items():
+                word = _verdict_start(choice, opened)
+                if word is not None:
+                    mass[word] += math.exp(value)
+            total = sum(mass.values())
+            return mass["anomaly"] / total if total > 0 else None
+        text += token
+        if "broken_rules" in text:
+            break
+    return None
+
+
+def _verdict_start(token: str, opened: bool) -> str | None:
+    """The verdict word ``token`` can start where the grammar allows it: right after the value's
+    opening quote, or, before it, a token that brings the quote with it."""
+    if not opened:
+        quoted = re.match(r'^\s*"(.+)$', token)
+        if quoted is None:
+            return None
+        token = quoted.group(1)
+    for word in VERDICTS:
+        if token and (word.startswith(token) or token.startswith(word + '"')):
+            return word
+    return None
+
+
+def deduce_frame(caption: str, evidence: str, rules: RuleSet, gateway: Gateway) -> Deduction:
+    """Judge one caption against ``rules``: the answer, the texts of the anomaly rules it names, and
+    the probability of its anomaly decision (HyCoVAD's validation reads it)."""
     prompt = load_prompt("deduction.frame")
     anomaly = "\n".join(f"{i}. {rule.text}" for i, rule in enumerate(rules.anomaly, 1))
     normal = "\n".join(f"- {rule.text}" for rule in rules.normal)
     with telemetry.agent_span("deduce_frame"):
-        answer = gateway.structured(prompt.messages(anomaly_rules=anomaly, normal_rules=normal, caption=caption,
-                                                    evidence=evidence), FrameDeduction, max_tokens=200)
+        answer, logprobs = gateway.structured_logprobs(
+            prompt.messages(anomaly_rules=anomaly, normal_rules=normal, caption=caption, evidence=evidence),
+            FrameDeduction, top_logprobs=20, max_tokens=200)
     named = [rules.anomaly[i - 1].text for i in answer.broken_rules if 1 <= i <= len(rules.anomaly)]
-    return answer, named
+    probability = anomaly_probability(logprobs)
+    if probability is None or (probability >= 0.5) != answer.anomaly:  # no usable log-probabilities
+        return Deduction(answer, named, 1.0 if answer.anomaly else 0.0, from_logprobs=False)
+    return Deduction(answer, named, probability)

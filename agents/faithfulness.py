@@ -10,8 +10,9 @@ the scene's rules, the verdict the scores give). A sentence is removed, with the
 - it talks about the task instead of the footage ("consistent with the verdict", "the JSON");
 - it contradicts the verdict (calls a stretch the scores call normal "anomalous", or the reverse);
 - it cites a time or a frame that is not in the evidence;
-- it names a colour, a direction, an object class or an action that no caption mentions (a
-  sentence that denies it, "no bicycle is seen", is a claim of absence and stays).
+- it names a colour, a direction, a place in the picture (top, bottom, centre), an object class
+  or an action that no caption mentions (a sentence that denies it, "no bicycle is seen", is a
+  claim of absence and stays).
 
 :func:`unsupported` is the check (the faithfulness golden suite uses it too); :func:`clean` the
 filter. The vocabularies are small and explicit on purpose: a claim outside them is not checked,
@@ -26,6 +27,10 @@ from dataclasses import dataclass, field
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey", "gray")
 DIRECTIONS = {"left": ("left",), "right": ("right",), "toward": ("toward", "towards"), "away": ("away",)}
+# places in the picture, as the structured captioner writes them ("at the bottom left", "in the centre")
+POSITIONS = {"centre": ("centre", "center", "middle"), "center": ("centre", "center", "middle"),
+             "middle": ("centre", "center", "middle"), "top": ("top", "upper"), "upper": ("top", "upper"),
+             "bottom": ("bottom", "lower"), "lower": ("bottom", "lower")}
 # class words and the caption words that support them (the structured captioner says "person")
 CLASSES: dict[str, tuple[str, ...]] = {
     "person": ("person", "people", "pedestrian", "man", "woman", "child"),
@@ -195,6 +200,9 @@ def unsupported(sentence: str, evidence: Evidence) -> str | None:
     for direction, forms in DIRECTIONS.items():
         if words & set(forms) and not any(form in evidence.text for form in forms) and not _negated(lowered, direction):
             return f"names the direction '{direction}', which no caption mentions"
+    for position, forms in POSITIONS.items():
+        if position in words and not any(form in evidence.text for form in forms) and not _negated(lowered, position):
+            return f"places it at the {position}, which no caption says"
     for word, support in VOCABULARY.items():
         if word in words and not any(stem in evidence.text for stem in support) and not _negated(lowered, word):
             kind = "action" if word in ACTIONS else "object"

@@ -166,6 +166,9 @@ def detect(
                 out.print(f"      {event.reason}")
             if event.proposer_reason:
                 out.print(f"      proposer, frame {event.proposer_frame}: {event.proposer_reason}")
+        for event in result.dismissed:
+            out.print(f"  dismissed #{event.id} {clock(event.start_s)}-{clock(event.end_s)} (frames "
+                      f"{event.start_frame}-{event.end_frame}): {event.reason or 'judged normal by the LLM'}")
         if result.explanation and result.explanation.video_judgment:
             out.print(f"explanation: {result.explanation.video_judgment.judgment}")
         err.print(f"{cost.gated_frames}/{cost.frames} frames passed the gate; {cost.llm_calls} LLM calls "

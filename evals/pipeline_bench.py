@@ -47,6 +47,7 @@ from sleuth.memory.scenes import SceneProfile, SceneStore
 from sleuth.reports import write_html, write_json
 from sleuth.tools.captioners.precomputed import PrecomputedCaptioner
 from sleuth.tools.frames import FrameReader
+from sleuth.tools.smoothing import anomalous_spans
 from sleuth.tools.toolset import open_tools
 
 SUITES = ("ped2", "ped2-cogvlm", "robbery", "vtest")
@@ -125,7 +126,16 @@ def _summary(reports: list[DetectReport], labels: list[np.ndarray] | None, calib
         "detect_seconds": round(detect_seconds, 1), "seconds_per_frame": round(detect_seconds / max(frames, 1), 4),
         "seconds_by_stage": stages, "calibration": calibration, "wall_seconds": round(seconds, 1),
     }
+    result["dismissed_events"] = sum(len(r.dismissed) for r in reports)
+    result["judged_events"] = sum(e.anomaly_probability is not None for r in reports for e in [*r.events, *r.dismissed])
     if labels is not None:
+        with_validation = event_scores(reports, labels, dismissed=False)
+        without = event_scores(reports, labels, dismissed=True)
+        prior = np.concatenate([[f.score if f.prior_score is None else f.prior_score for f in r.frames]
+                                for r in reports])
+        result["validation"] = {
+            "with": with_validation, "without": {**without, "frame_auc": round(100 * roc_auc_score(
+                np.concatenate(labels), prior), 2)}}
         y = np.concatenate(labels)
         scores = np.concatenate([[f.score for f in r.frames] for r in reports])
         proposer = np.concatenate([[f.proposer for f in r.frames] for r in reports])
@@ -140,6 +150,24 @@ def _summary(reports: list[DetectReport], labels: list[np.ndarray] | None, calib
             "video_auc": per_video, "anomalous_frames_gated": round(float(anomalous_gated.mean()), 3),
         })
     return result
+
+
+def event_scores(reports: list[DetectReport], labels: list[np.ndarray], *, dismissed: bool) -> dict[str, Any]:
+    """Event precision (events that overlap an annotated anomalous frame) and recall (annotated
+    anomalous spans that an event overlaps), counting the LLM's dismissed candidates or not."""
+    hits = events = found = spans = 0
+    for report, y in zip(reports, labels, strict=True):
+        position = {frame.index: k for k, frame in enumerate(report.frames)}
+        reported = [*report.events, *(report.dismissed if dismissed else [])]
+        ranges = [(position[e.start_frame], position[e.end_frame]) for e in reported]
+        events += len(ranges)
+        hits += sum(bool(np.asarray(y[a: b + 1]).any()) for a, b in ranges)
+        for first, last in anomalous_spans(np.asarray(y, dtype=bool).tolist()):
+            spans += 1
+            found += any(a <= last and b >= first for a, b in ranges)
+    return {"events": events, "true_events": hits, "event_precision": round(hits / events, 3) if events else None,
+            "annotated_spans": spans, "spans_found": found,
+            "event_recall": round(found / spans, 3) if spans else None}
 
 
 def run_ped2(bench: Bench, data: Path) -> dict[str, Any]:
@@ -224,6 +252,8 @@ def run_vtest(bench: Bench, data: Path) -> dict[str, Any]:
     minutes = (report.frames[-1].time_s - report.frames[0].time_s + 1 / reader.info.fps) / 60
     result = {"suite": "vtest", **_summary([report], None, calibration, time.perf_counter() - started)}
     result.update({"minutes": round(minutes, 2), "false_alarms_per_minute": round(len(report.events) / minutes, 2),
+                   "false_alarms_per_minute_without_validation": round(
+                       (len(report.events) + len(report.dismissed)) / minutes, 2),
                    "false_alarm_frames": sum(f.anomalous for f in report.frames)})
     return result
 
@@ -251,7 +281,7 @@ def run_suites(suites: list[str], data: Path, out: Path, settings: Settings, log
                                 "captioner": bench.settings.tools.captioner.kind}
             log(f"{suite}: " + ", ".join(f"{k}={v}" for k, v in result.items() if k in (
                 "frame_auc", "proposer_only_auc", "mean_video_auc", "false_alarms_per_minute", "llm_calls_per_frame",
-                "seconds_per_frame", "gated_share", "events", "wall_seconds")))
+                "seconds_per_frame", "gated_share", "events", "dismissed_events", "validation", "wall_seconds")))
             results.append(result)
             (out / "pipeline_bench.json").write_text(json.dumps(results, indent=1))
     finally:

@@ -145,7 +145,7 @@ def run_deduction(case: dict[str, Any], runtime: Runtime) -> CaseResult:
     rules = RuleSet(scene=case.get("scene", "default"), rules=[
         Rule(text=text, kind=kind) for kind in ("normal", "anomaly") for text in case["rules"][kind]])
     try:
-        answer, _ = deduce_frame(case["caption"], "(none)", rules, runtime.gateway)
+        answer = deduce_frame(case["caption"], "(none)", rules, runtime.gateway).answer
     except SleuthError as exc:  # an answer that stayed invalid is a failed case, not a failed suite
         return CaseResult(id=case["id"], passed=False, expected=case["expected"], got=None, why=exc.one_line())
     got = "anomaly" if answer.anomaly else "normal"

@@ -296,7 +296,8 @@ class Gateway:
         if self.cassette is not None and self.cassette.mode == "record":
             self.cassette.put(key, {"text": result.text, "finish_reason": result.finish_reason,
                                     "tool_calls": [[call.id, call.name, call.arguments] for call in result.tool_calls],
-                                    "logprobs": result.logprobs, "model": result.record.model,
+                                    "logprobs": result.logprobs[:CASSETTE_LOGPROB_TOKENS] if result.logprobs else None,
+                                    "model": result.record.model,
                                     "prompt_tokens": result.record.prompt_tokens,
                                     "completion_tokens": result.record.completion_tokens})
 
@@ -400,10 +401,20 @@ class Gateway:
     def structured(self, messages: list[Message], schema: type[T], *, role: str = "llm",
                    max_tokens: int | None = None, temperature: float | None = None) -> T:
         """A validated ``schema`` instance; one retry with the validation error, then raises."""
-        result = self._structured(messages, schema.model_json_schema(), schema.__name__,
-                                  schema.model_validate, role=role, max_tokens=max_tokens,
-                                  temperature=temperature)
+        result, _ = self._structured(messages, schema.model_json_schema(), schema.__name__,
+                                     schema.model_validate, role=role, max_tokens=max_tokens,
+                                     temperature=temperature)
         return result  # type: ignore[no-any-return]
+
+    def structured_logprobs(self, messages: list[Message], schema: type[T], *, top_logprobs: int = 5,
+                            role: str = "llm", max_tokens: int | None = None,
+                            temperature: float | None = None) -> tuple[T, list[dict[str, Any]] | None]:
+        """Like :meth:`structured`, with the answer's per-token log-probabilities (None where the
+        endpoint gives none), so a caller can read how sure the model was of a field's value."""
+        result, logprobs = self._structured(messages, schema.model_json_schema(), schema.__name__,
+                                            schema.model_validate, role=role, max_tokens=max_tokens,
+                                            temperature=temperature, top_logprobs=top_logprobs)
+        return result, logprobs
 
     def structured_json(self, messages: list[Message], json_schema: dict[str, Any], *,
                         role: str = "llm", max_tokens: int | None = None,
@@ -418,12 +429,13 @@ class Gateway:
                 raise ValueError(f"{exc.message} at {'/'.join(map(str, exc.path)) or 'root'}") from None
             return value
 
-        return self._structured(messages, json_schema, json_schema.get("title", "answer"),
-                                validate, role=role, max_tokens=max_tokens, temperature=temperature)
+        value, _ = self._structured(messages, json_schema, json_schema.get("title", "answer"),
+                                    validate, role=role, max_tokens=max_tokens, temperature=temperature)
+        return value
 
     def _structured(self, messages: list[Message], json_schema: dict[str, Any], name: str,
                     validate: Any, *, role: str, max_tokens: int | None,
-                    temperature: float | None) -> Any:
+                    temperature: float | None, top_logprobs: int | None = None) -> tuple[Any, Any]:
         endpoint = self.endpoint(role)
         response_format = {"type": "json_schema",
                            "json_schema": {"name": _schema_name(name), "schema": json_schema}}
@@ -436,10 +448,10 @@ class Gateway:
         raw = ""
         for attempt in range(2):
             result = self.chat(attempt_messages, role=role, max_tokens=max_tokens,
-                               temperature=temperature, response_format=response_format)
+                               temperature=temperature, response_format=response_format, top_logprobs=top_logprobs)
             raw = result.text
             try:
-                return validate(_parse_json(raw))
+                return validate(_parse_json(raw)), result.logprobs
             except (ValueError, ValidationError) as exc:
                 errors = _short_errors(exc)
             if attempt == 0:
@@ -454,6 +466,12 @@ class Gateway:
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+# A cassette keeps the log-probabilities of an answer's first tokens only: the decisions read from
+# them (a judge's option letter, a deduction's verdict) come first, and 20 alternatives for every
+# token of a long answer would make a recording megabytes.
+CASSETTE_LOGPROB_TOKENS = 16
 
 
 def embedded(config: ModelRole) -> bool:

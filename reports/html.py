@@ -39,7 +39,8 @@ def render_html(report: DetectReport) -> str:
         '<section class="plot"><h2>Scores over time</h2>'
         f'<img src="data:image/png;base64,{plot}" alt="Anomaly score over time for {_e(report.video)}">'
         '<p class="note">Blue: final score; grey: proposer score mapped to 0-1 (0.5 at its calibrated '
-        'threshold); dashed: decision threshold; red bands: events; purple ticks: gated frames '
+        'threshold); dashed: decision threshold; red bands: events; grey bands: candidates the LLM dismissed; '
+        'purple ticks: gated frames '
         '(captioned and judged against the rules).</p></section>',
         _events(report, by_index),
     ]
@@ -99,10 +100,18 @@ def _warnings(warnings: Sequence[str]) -> str:
 def _events(report: DetectReport, by_index: dict[int, FrameScore]) -> str:
     if not report.events:
         found = findings(report)
-        return ('<section class="events"><h2>Events</h2><p class="empty">'
-                f"{_e(found[0].upper() + found[1:])}.</p></section>")
-    cards = "\n".join(_event(event, report, by_index) for event in report.events)
-    return f'<section class="events"><h2>Events ({len(report.events)})</h2>\n{cards}</section>'
+        section = ('<section class="events"><h2>Events</h2><p class="empty">'
+                   f"{_e(found[0].upper() + found[1:])}.</p></section>")
+    else:
+        cards = "\n".join(_event(event, report, by_index) for event in report.events)
+        section = f'<section class="events"><h2>Events ({len(report.events)})</h2>\n{cards}</section>'
+    if report.dismissed:
+        cards = "\n".join(_event(event, report, by_index) for event in report.dismissed)
+        section += (f'<section class="events dismissed"><h2>Dismissed candidates ({len(report.dismissed)})</h2>'
+                    '<p class="muted">Spans the proposer and the rules flagged that the LLM judged normal '
+                    "against the scene's rules; their frames are not counted as anomalous.</p>\n"
+                    f"{cards}</section>")
+    return section
 
 
 def _event(event: VideoEvent, report: DetectReport, by_index: dict[int, FrameScore]) -> str:
@@ -118,12 +127,24 @@ def _event(event: VideoEvent, report: DetectReport, by_index: dict[int, FrameSco
                if peak is not None and peak.caption else "")
     figures = "".join(_figure(index, report.thumbnails.get(index), by_index) for index in event.key_frames)
     frames = f'<div class="frames">{figures}</div>' if figures else ""
+    dismissed = event.verdict == "dismissed"
+    before = " before dismissal" if dismissed else ""
+    heading = "Rules its frames matched" if dismissed else "Broken rules"
     return (f'<article class="card event" id="event-{event.id}">'
-            f'<header><h3>Event #{event.id}</h3>'
+            f'<header><h3>{"Dismissed candidate" if event.verdict == "dismissed" else "Event"} #{event.id}</h3>'
             f'<span class="when">{mmss(event.start_s)} – {mmss(event.end_s)}</span>'
             f'<span class="muted">{span:.1f} s · frames {event.start_frame}–{event.end_frame}</span>'
-            f'<span class="pill score">peak {event.peak_score:.2f} at {mmss(event.peak_s)}</span></header>'
-            f'<div class="label">Broken rules</div>{rules}{reason}{caption}{frames}</article>')
+            f'<span class="pill score">peak {event.peak_score:.2f} at {mmss(event.peak_s)}{before}</span>'
+            f'{_validation(event)}</header>'
+            f'<div class="label">{heading}</div>{rules}{reason}{caption}{frames}</article>')
+
+
+def _validation(event: VideoEvent) -> str:
+    if event.anomaly_probability is None:
+        return ""
+    said = {"confirmed": "confirmed by the LLM", "dismissed": "dismissed by the LLM"}.get(
+        event.verdict, "judged by the LLM (validation off)")
+    return f'<span class="pill">{said}: P(anomaly) {event.anomaly_probability:.2f}</span>'
 
 
 def _figure(index: int, image: str | None, by_index: dict[int, FrameScore]) -> str:

@@ -35,17 +35,21 @@ def score_plot_png(report: DetectReport, *, width_in: float = 11.0, height_in: f
 
     handles: list[object] = []
     label_transform = axes.get_xaxis_transform()  # x in data, y in axes fraction
-    for event in report.events:
-        start, end = event.start_s, max(event.end_s, event.start_s)
-        if end - start < minimum_width:
-            middle = (start + end) / 2
-            start, end = middle - minimum_width / 2, middle + minimum_width / 2
-        axes.axvspan(start, end, color="tab:red", alpha=0.16, linewidth=0)
-        if len(report.events) <= _MAX_EVENT_LABELS:
-            axes.text((start + end) / 2, 1.01, f"#{event.id}", transform=label_transform, ha="center",
-                      va="bottom", fontsize=7, color="tab:red", clip_on=False)
+    labelled = len(report.events) + len(report.dismissed) <= _MAX_EVENT_LABELS
+    for events, color in ((report.events, "tab:red"), (report.dismissed, "tab:gray")):
+        for event in events:
+            start, end = event.start_s, max(event.end_s, event.start_s)
+            if end - start < minimum_width:
+                middle = (start + end) / 2
+                start, end = middle - minimum_width / 2, middle + minimum_width / 2
+            axes.axvspan(start, end, color=color, alpha=0.16, linewidth=0)
+            if labelled:
+                axes.text((start + end) / 2, 1.01, f"#{event.id}", transform=label_transform, ha="center",
+                          va="bottom", fontsize=7, color=color, clip_on=False)
     if report.events:
         handles.append(Patch(color="tab:red", alpha=0.16, label="event"))
+    if report.dismissed:
+        handles.append(Patch(color="tab:gray", alpha=0.16, label="dismissed by the LLM"))
 
     marker = "o" if len(frames) == 1 else None  # a single point draws no line
     (line,) = axes.plot(times, proposer, color="tab:gray", alpha=0.55, linewidth=0.8, marker=marker,

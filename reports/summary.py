@@ -28,19 +28,22 @@ def findings(report: DetectReport) -> str:
     span = f"{len(frames)} frames ({clock(frames[0].time_s)}-{clock(frames[-1].time_s)})"
     if report.events:
         top = max(report.events, key=lambda event: event.peak_score)
+        dismissed = (f"; the LLM dismissed {len(report.dismissed)} other candidate(s)" if report.dismissed else "")
         return (f"{len(report.events)} anomalous event(s) in {span}; the strongest, #{top.id} at "
                 f"{clock(top.start_s)}-{clock(top.end_s)}, peaks at {top.peak_score:.2f} "
-                f"(threshold {report.threshold:.2f})")
+                f"(threshold {report.threshold:.2f}){dismissed}")
+    dismissed = (f"; the LLM dismissed {len(report.dismissed)} candidate event(s) against the scene's rules"
+                 if report.dismissed else "")
     peak = max(frames, key=lambda frame: frame.score)
     above = [frame for frame in frames if frame.score > report.threshold]
     if not above:
-        return (f"no anomalous event in {span}; the highest score, {peak.score:.2f} at {clock(peak.time_s)}, "
-                f"stays under the threshold {report.threshold:.2f}")
+        return (f"no anomalous event in {span}{dismissed}; the highest score, {peak.score:.2f} at "
+                f"{clock(peak.time_s)}, stays under the threshold {report.threshold:.2f}")
     rules = [frame.rule_score for frame in above if frame.rule_score is not None]
     if rules and max(rules) < RULE_SUPPORT:
         why = (f"no rule of the scene supported them (highest rule score {max(rules):.2f}, "
                f"{RULE_SUPPORT:.2f} needed), so they are not reported as an event")
     else:
         why = "they did not hold long enough to form an event"
-    return (f"no anomalous event in {span}; {len(above)} frame(s) scored above the threshold "
+    return (f"no anomalous event in {span}{dismissed}; {len(above)} frame(s) scored above the threshold "
             f"{report.threshold:.2f} (highest {peak.score:.2f} at {clock(peak.time_s)}), but {why}")

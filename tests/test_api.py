@@ -515,7 +515,7 @@ def test_a_job_runs_the_real_detect_graph(scripted_openai: Any, folders: dict[st
     from sleuth.graphs.calibrate import CalibrateConfig, calibrate
     from sleuth.graphs.runtime import Runtime
 
-    scripted_openai.responder = lambda body: (json.dumps({"anomaly": True, "broken_rules": [1],
+    scripted_openai.responder = lambda body: (json.dumps({"verdict": "anomaly", "broken_rules": [1],
                                                           "reason": "An object moves very fast."}), None)
     started = time.monotonic()
     walkers = [Mover(5, 30, 10, 20, vx=12), Mover(140, 75, 10, 20, vx=-12)]

@@ -6,6 +6,7 @@ these run in seconds; tests/test_caption_benchmark_real.py runs the real models.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def make_runtime(tmp_path: Path) -> Runtime:
 
 
 def judgment_requests(script: ScriptedOpenAI) -> list[dict]:
-    return [r for r in script.requests if r.get("logprobs")]
+    """The piece judgments (one answer letter each), not the events' full deductions."""
+    return [r for r in script.requests if r.get("logprobs") and r.get("max_tokens") == 1]
 
 
 @pytest.fixture
@@ -206,3 +208,78 @@ def test_video_reasoning_keeps_the_settings_its_benchmark_measured() -> None:
     assert (reasoning.keyword_weight, reasoning.embedding_weight, reasoning.smoothing) == (0.0, 1.0, "ema_vote")
     assert reasoning.min_rule_score == 0.5 and reasoning.proposer_weight == 0.3
     assert DetectConfig().keyword_weight > 0 and DetectConfig().smoothing == "anomalyruler"
+
+
+def validator(anomaly: bool, reason: str):  # noqa: ANN201 - a responder for ScriptedOpenAI
+    """Piece judgments as ``sensible_model``; each event's full deduction answers ``anomaly``."""
+    def respond(body: dict) -> tuple[str, dict[str, float] | None]:
+        if body.get("response_format"):
+            return json.dumps({"verdict": "anomaly" if anomaly else "normal", "broken_rules": [1] if anomaly else [],
+                               "reason": reason}), None
+        return sensible_model(body)
+    return respond
+
+
+BIKE_SPAN = [WALK] * 30 + [BIKE] * 20 + [WALK] * 30
+
+
+def test_validation_dismisses_an_event_the_llm_judges_normal(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    scripted.responder = validator(False, "A person riding a bicycle on this pathway is normal here.")
+    config = DetectConfig(**JUDGE, validate_events=True)
+    result = detect_captions(BIKE_SPAN, video="v1", scene="cam1", rules=RULES, config=config,
+                             runtime=make_runtime(tmp_path))
+    assert result.events == []  # HyCoVAD: the proposer and rules propose, the LLM's verdict disposes
+    (dismissed,) = result.dismissed
+    assert dismissed.verdict == "dismissed" and dismissed.anomaly_probability == 0.0
+    assert dismissed.reason.startswith("Dismissed: the LLM judged the span's strongest evidence ('")
+    assert dismissed.reason.endswith("It said: A person riding a bicycle on this pathway is normal here.")
+    span = result.frames[dismissed.start: dismissed.end + 1]
+    # the plot agrees with the verdict: no frame of the span stays anomalous or above the threshold
+    assert not any(frame.anomalous or frame.broken_rules for frame in span)
+    assert all(frame.score < config.threshold for frame in span)
+    assert max(frame.prior_score or 0.0 for frame in span) > config.threshold  # what it was, kept
+    assert all(frame.prior_score is None for frame in result.frames[:dismissed.start])
+
+
+def test_validation_confirms_an_event_the_llm_judges_anomalous(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    scripted.responder = validator(True, "The second person rides a bicycle, which the rules forbid.")
+    result = detect_captions(BIKE_SPAN, video="v1", scene="cam1", rules=RULES,
+                             config=DetectConfig(**JUDGE, validate_events=True), runtime=make_runtime(tmp_path))
+    (event,) = result.events
+    assert event.verdict == "confirmed" and event.anomaly_probability == 1.0 and not result.dismissed
+    assert "bicycle" in event.reason and all(frame.prior_score is None for frame in result.frames)
+
+
+def test_without_validation_the_verdict_is_recorded_but_changes_nothing(scripted: ScriptedOpenAI,
+                                                                        tmp_path: Path) -> None:
+    scripted.responder = validator(False, "A person riding a bicycle is normal here.")
+    result = detect_captions(BIKE_SPAN, video="v1", scene="cam1", rules=RULES, config=DetectConfig(**JUDGE),
+                             runtime=make_runtime(tmp_path))
+    (event,) = result.events
+    assert event.verdict == "unjudged" and event.anomaly_probability == 0.0 and not result.dismissed
+
+
+def test_the_proposer_reason_is_evidence_for_the_event_deduction(scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    scripted.responder = validator(True, "A person rides a bicycle.")
+    notes = [None] * 40 + ["A bicycle: a kind of object the scene's normal footage does not show."] + [None] * 39
+    detect_captions(BIKE_SPAN, video="v1", scene="cam1", rules=RULES, proposer_scores=[0.2] * 80, notes=notes,
+                    config=DetectConfig(**JUDGE), runtime=make_runtime(tmp_path))
+    deductions = [r for r in scripted.requests if r.get("response_format")]
+    assert deductions and "normal footage does not show" in deductions[0]["messages"][-1]["content"]
+
+
+def test_the_anomaly_probability_comes_from_the_verdict_token() -> None:
+    from sleuth.agents.deduction import anomaly_probability
+
+    def item(token: str, top: dict[str, float]) -> dict:
+        return {"token": token, "logprob": top.get(token, -1.0), "top_logprobs": top}
+
+    head = [item("{", {}), item(' "', {}), item("verdict", {}), item('":', {}), item(' "', {})]
+    # after the opening quote only "an..." and "no..." are allowed: 'An' and ' anomaly' are not
+    verdict = item("normal", {"An": math.log(0.4), "normal": math.log(0.3), "an": math.log(0.1),
+                              " anomaly": math.log(0.05), "no": math.log(0.1)})
+    later = item("an", {"an": 0.0})  # an "an" in the reason is not the verdict
+    assert anomaly_probability([*head, verdict, item('",', {}), later]) == pytest.approx(0.1 / 0.5)
+    merged = [*head[:4], item(' "an', {' "an': math.log(0.6), ' "normal': math.log(0.2), "an": math.log(0.2)})]
+    assert anomaly_probability(merged) == pytest.approx(0.75)  # a token that brings the quote with it
+    assert anomaly_probability(None) is None and anomaly_probability([item("x", {})]) is None

@@ -164,3 +164,15 @@ def test_near_repeats_and_repeated_lines_stop_too_but_distinct_prose_passes() ->
     prose = "Frame 93 at 9.3 s shows a cyclist. The rule 'Riding a bicycle' covers it. No. No. See report.html."
     passed = run(prose)
     assert not passed.stopped and passed.text == prose  # decimals stay whole; one-word repeats are not loops
+
+
+def test_a_place_in_the_picture_no_caption_gives_is_caught() -> None:
+    """Read in the Ped2 video 06 report: the caption put the cyclist at the bottom, the model's
+    sentence 'in the centre'."""
+    evidence = Evidence(frames=[120], times=[6.0], anomalous=True,
+                        captions=["A person riding a bicycle at the bottom left is moving fast to the right."])
+    assert unsupported("A person rides a bicycle in the centre of the walkway.", evidence) == \
+        "places it at the centre, which no caption says"
+    assert unsupported("A person rides a bicycle at the bottom of the frame.", evidence) is None
+    assert unsupported("A cyclist crosses the lower part of the picture.", evidence) is None
+    assert unsupported("Nobody is in the middle.", evidence) is None  # a claim of absence stays

@@ -41,7 +41,7 @@ def responder(body: dict[str, Any]) -> tuple[str, None]:
     if "normal_human_activities" in schema:
         return json.dumps(INDUCED), None
     if "broken_rules" in schema:
-        return json.dumps({"anomaly": True, "broken_rules": [1], "reason": "An object moves very fast."}), None
+        return json.dumps({"verdict": "anomaly", "broken_rules": [1], "reason": "An object moves very fast."}), None
     return "ok", None
 
 
@@ -115,6 +115,34 @@ def test_detect_finds_the_fast_object_as_an_event_with_times_rules_and_key_frame
     assert report.cost.llm_calls == len(scripted_openai.requests) - calls_before <= 2 * len(report.events)
     assert report.rules_version == 1 and "anomaly: an object moving very fast" in report.rules
     assert report.models["captioner"] == "structured-describer" and report.trace_id
+
+
+def test_with_validation_an_event_the_llm_judges_normal_is_dismissed_in_the_report(
+        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
+    """HyCoVAD's second stage in the detect graph: the verdict counts, and the report shows it."""
+    from sleuth.graphs.detect_captions import DetectConfig
+    from sleuth.reports import render_html
+
+    calibrated(runtime, footage, rules=SPEED_RULES)
+
+    def judged_normal(body: dict[str, Any]) -> tuple[str, None]:
+        if "broken_rules" in json.dumps(body.get("response_format") or {}):
+            return json.dumps({"verdict": "normal", "broken_rules": [], "reason": "An object moves."}), None
+        return responder(body)
+
+    scripted_openai.responder = judged_normal
+    reasoning = DetectConfig.for_video(validate_events=True)
+    report = detect_video(footage["test"], scene="cam1", runtime=runtime,
+                          config=VideoDetectConfig(gate_percentile=0, reasoning=reasoning))
+    assert report.events == [] and report.dismissed
+    dismissed = report.dismissed[0]
+    assert dismissed.verdict == "dismissed" and dismissed.reason.startswith("Dismissed: the LLM judged the span's")
+    assert dismissed.key_frames and all(index in report.thumbnails for index in dismissed.key_frames)
+    inside = [f for f in report.frames if dismissed.start_frame <= f.index <= dismissed.end_frame]
+    assert all(not f.anomalous and f.score < report.threshold for f in inside)
+    assert any(f.prior_score is not None and f.prior_score > report.threshold for f in inside)
+    page = render_html(report)
+    assert "Dismissed candidates (" in page and "the LLM dismissed" in page
 
 
 def test_the_gate_sends_only_suspect_frames_and_neighbours_to_captioning(

@@ -117,3 +117,17 @@ def test_ci_gate_deduction_and_cloze_suites_live_on_the_embedded_model(tmp_path:
 
 def test_golden_files_live_in_the_package() -> None:
     assert GOLDEN.is_dir() and (ROOT / "evals" / "thresholds.toml").is_file()
+
+
+def test_the_validation_check_measures_the_verdict_probability_on_the_golden_suite(tmp_path: Path) -> None:
+    """python -m sleuth.evals.validation: from the recorded deduction answers (no model started)."""
+    from sleuth.evals.validation import main
+
+    assert main(["--replay", "--output", str(tmp_path)]) == 0
+    (written,) = tmp_path.glob("validation-*.json")
+    result = json.loads(written.read_text())
+    assert result["cases"] + result["failed"] == 72 and 0 < result["anomalous"] < result["cases"]
+    assert 0 <= result["auc"] <= 100
+    kept = [level["anomalies_kept"] for level in result["by_level"].values()]
+    dismissed = [level["normals_dismissed"] for level in result["by_level"].values()]
+    assert kept == sorted(kept, reverse=True) and dismissed == sorted(dismissed)  # a higher level dismisses more

@@ -23,6 +23,7 @@ from sleuth.reports import (
     write_json,
     write_report,
 )
+from sleuth.reports.summary import findings
 from typer.testing import CliRunner
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -196,3 +197,21 @@ def test_cli_with_a_corrupt_json_prints_one_error_line(tmp_path: Path) -> None:
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "not valid JSON" in errors[0], result.output
     assert not target.exists()
+
+
+def test_a_dismissed_candidate_is_shown_apart_and_never_as_an_event(tmp_path: Path) -> None:
+    report = make_report()
+    first = report.events[0]
+    candidate = first.model_copy(update={"id": 3, "verdict": "dismissed", "anomaly_probability": 0.12,
+                                         "reason": "Dismissed: the LLM judged frame 54 normal against the rules."})
+    report = report.model_copy(update={"events": report.events[1:], "dismissed": [candidate]})
+    page = render_html(report)
+    events, dismissed = page.split('class="events dismissed"', 1)
+    assert "Dismissed candidate #3" in dismissed and "dismissed by the LLM: P(anomaly) 0.12" in dismissed
+    assert "before dismissal" in dismissed and "Rules its frames matched" in dismissed
+    assert "Dismissed candidate" not in events and "Events (1)" in events
+    assert "the LLM dismissed 1 other candidate(s)" in findings(report)
+    no_events = report.model_copy(update={"events": []})
+    said = findings(no_events)
+    assert said.startswith("no anomalous event in 300 frames (") and \
+        "); the LLM dismissed 1 candidate event(s) against the scene's rules; " in said

@@ -12,8 +12,9 @@
   describes them now).
 - **reason**: the ``detect_captions`` graph judges the captions against the scene's rules
   (cheap rule matching, LLM deduction where configured), fuses the proposer score, smooths, and
-  explains each event with one full deduction. Frames that were not captioned have no rule
-  evidence (rule score 0): only the proposer speaks for them.
+  explains each event with one full deduction from its caption and the proposer's reason; with
+  ``validate_events`` an event the LLM judges normal is dismissed (kept, with its reason). Frames
+  that were not captioned have no rule evidence (rule score 0): only the proposer speaks for them.
 - **events**: anomalous spans become events with times, broken rules, the reason and key-frame
   thumbnails; **explain** (optional) adds Holmes-VAU judgments at clip, event and video level.
 
@@ -71,6 +72,7 @@ class VideoDetectState(TypedDict, total=False):
     # reason
     frames: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    dismissed: list[dict[str, Any]]  # candidate events the LLM's validation dismissed
     rules: dict[str, Any]
     usage: dict[str, int]
     # events, explain
@@ -188,11 +190,13 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if not any(text.strip() for text in captions):
             captions = ["No moving people or objects are visible."] * len(captions)  # nothing passed the gate
         result = detect_captions(captions, video=Path(state["source"]).name, scene=state["scene"], rules=None,
-                                 proposer_scores=state["proposer"], config=reasoning, runtime=runtime,
+                                 proposer_scores=state["proposer"], notes=state.get("proposer_reasons"),
+                                 config=reasoning, runtime=runtime,
                                  thread_id=f"{thread_id}:reason", progress=progress)
         rules = runtime.memory.get(state["scene"], result.rules_version) if result.rules_version else None
         return {"frames": [frame.model_dump() for frame in result.frames],
                 "events": [event.model_dump() for event in result.events],
+                "dismissed": [event.model_dump() for event in result.dismissed],
                 "rules": rules.model_dump() if rules else {},
                 "usage": {"llm_calls": result.llm_calls, "prompt_tokens": result.prompt_tokens,
                           "completion_tokens": result.completion_tokens},
@@ -203,20 +207,25 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         started = time.perf_counter()
         indices, times = state["indices"], state["times"]
         reasons, proposer = state.get("proposer_reasons") or [None] * len(indices), state["proposer"]
-        built, wanted = [], set()
-        for k, event in enumerate(state["events"]):
+        wanted: set[int] = set()
+
+        def video_event(number: int, event: dict[str, Any]) -> dict[str, Any]:
             first, last, peak = event["start"], event["end"], event["peak_frame"]
             said = [p for p in range(first, last + 1) if reasons[p]]  # the proposer's strongest stated reason
             strongest = max(said, key=lambda p: proposer[p]) if said else None
             keys = key_positions(first, last, peak, config.key_frames)
             wanted.update(indices[p] for p in keys)
-            built.append(VideoEvent(
-                id=k + 1, start_frame=indices[first], end_frame=indices[last], start_s=times[first],
+            return VideoEvent(
+                id=number, start_frame=indices[first], end_frame=indices[last], start_s=times[first],
                 end_s=times[last], peak_frame=indices[peak], peak_s=times[peak], peak_score=event["peak_score"],
                 broken_rules=event["broken_rules"], reason=event["reason"],
                 proposer_reason=reasons[strongest] if strongest is not None else None,
                 proposer_frame=indices[strongest] if strongest is not None else None,
-                key_frames=[indices[p] for p in keys]).model_dump())
+                key_frames=[indices[p] for p in keys], verdict=event.get("verdict", "unjudged"),
+                anomaly_probability=event.get("anomaly_probability")).model_dump()
+
+        built = [video_event(k + 1, event) for k, event in enumerate(state["events"])]
+        dismissed = [video_event(len(built) + k + 1, event) for k, event in enumerate(state.get("dismissed") or [])]
         thumbnails: dict[str, str] = {}
         if wanted:
             from sleuth.reports import thumbnail
@@ -226,7 +235,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
                     thumbnails[str(frame.index)] = thumbnail(frame.image, width=config.thumbnail_width)
                 if frame.index >= max(wanted):
                     break
-        return {"events": built, "thumbnails": thumbnails, "seconds": timed("events", started)}
+        return {"events": built, "dismissed": dismissed, "thumbnails": thumbnails,
+                "seconds": timed("events", started)}
 
     @telemetry.traced_agent("explain")
     def explain(state: VideoDetectState) -> dict[str, Any]:
@@ -339,7 +349,8 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
             seconds: float) -> DetectReport:
     frames = [FrameScore(index=index, time_s=time_s, score=frame["score"], proposer=proposer,
                          rule_score=frame.get("rule_score"), gated=gated, anomalous=frame["anomalous"],
-                         caption=caption or None, evidence=frame.get("evidence"), proposer_reason=why)
+                         caption=caption or None, evidence=frame.get("evidence"), proposer_reason=why,
+                         prior_score=frame.get("prior_score"))
               for index, time_s, frame, proposer, gated, caption, why in zip(
                   state["indices"], state["times"], state["frames"], state["proposer"], state["gated"],
                   state["captions"], state.get("proposer_reasons") or [None] * len(state["indices"]), strict=True)]
@@ -354,6 +365,7 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
         gate_threshold=state["gate_threshold"], rules_version=int(rules.get("version") or 0),
         rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], frames=frames,
         events=[VideoEvent.model_validate(event) for event in state["events"]],
+        dismissed=[VideoEvent.model_validate(event) for event in state.get("dismissed") or []],
         models={"llm": runtime.settings.llm.model, "embedder": runtime.settings.embedder.model,
                 "captioner": getattr(toolset.captioner, "name", type(toolset.captioner).__name__),
                 "proposer": str(ProposerStore(runtime.settings).path_for(state["scene"]))

@@ -7,6 +7,7 @@ the HTML from the JSON alone (key-frame thumbnails travel in it as small base64 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from sleuth.graphs.detect_captions.state import Verdict
 from sleuth.graphs.explain.state import Explanation
 
 
@@ -26,6 +27,8 @@ class FrameScore(BaseModel):
     proposer_reason: str | None = Field(default=None, description="Why the proposer finds the frame's most "
                                         "unusual object unusual (its class or speed against the scene's normal "
                                         "footage), where a stream's z-score reaches 2.")
+    prior_score: float | None = Field(default=None, description="The score before the LLM dismissed the candidate "
+                                      "event this frame was part of (None: validation did not change it).")
 
 
 class VideoEvent(BaseModel):
@@ -45,6 +48,10 @@ class VideoEvent(BaseModel):
                                         "frame with the highest proposer score that has one.")
     proposer_frame: int | None = Field(default=None, description="The source frame that reason is about.")
     key_frames: list[int] = Field(default_factory=list, description="Source frame indices shown for the event.")
+    verdict: Verdict = Field(default="unjudged", description="The LLM's validation: confirmed, dismissed, or "
+                             "unjudged (validation off, over the call budget, or the LLM failed).")
+    anomaly_probability: float | None = Field(default=None, description="The probability the LLM put on "
+                                              "'anomaly' for the event (None: not judged).")
 
 
 class Cost(BaseModel):
@@ -73,6 +80,8 @@ class DetectReport(BaseModel):
     rules: list[str] = Field(default_factory=list, description="The scene's rules used, as 'kind: text'.")
     frames: list[FrameScore]
     events: list[VideoEvent]
+    dismissed: list[VideoEvent] = Field(default_factory=list, description="Candidate events the LLM's validation "
+                                        "dismissed (their frames are not anomalous), with its reason.")
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model (llm, embedder, captioner, "
                                    "proposer checkpoint).")
     cost: Cost = Field(default_factory=Cost)

@@ -52,6 +52,16 @@ class DetectConfig(BaseModel):
     batch_size: int = Field(default=16, ge=1, description="Pieces judged per checkpointed step.")
     max_rules: int = Field(default=40, ge=2, description="Rules given to a full-caption deduction, nearest to "
                            "the caption first, when the scene has more.")
+    validate_events: bool = Field(default=False, description="HyCoVAD's second stage: the full deduction of each "
+                                  "explained event is a verdict that counts. An event the LLM judges normal "
+                                  "(probability of 'anomaly' under dismiss_below, from its verdict token's "
+                                  "log-probabilities) "
+                                  "is dismissed: kept in the result with the LLM's reason, its frames no longer "
+                                  "anomalous and their scores lowered below the threshold in proportion to that "
+                                  "probability. Off by default: see docs/benchmarks.md (validation).")
+    dismiss_below: float = Field(default=0.5, gt=0, le=1, description="With validate_events, an event whose "
+                                 "probability of 'anomaly' is under this is dismissed. 0.5 is the model's own "
+                                 "decision; the packaged models lean to 'normal' (docs/benchmarks.md, validation).")
     explain_events: int = Field(default=5, ge=0, description="Events per video explained by a full deduction.")
     induce_sample: int = Field(default=20, ge=1, description="Captions sampled to induce rules when a "
                                "scene has none (HyCoVAD: 20 per video).")

@@ -17,8 +17,11 @@
   LLM judgment; the proposer score, if given, is fused in; temporal smoothing gives scores and
   decisions, and a span becomes an event only where a frame's rule score reaches
   ``min_rule_score``.
-- **explain**: contiguous anomalous frames become events; the peak frame of each event gets one
-  full deduction (broken rules and a one-sentence reason).
+- **explain**: contiguous anomalous frames become events; the frame of each event with the
+  strongest rule evidence gets one full deduction (verdict, broken rules, a one-sentence reason)
+  from its caption and the proposer's stated reason. With ``validate_events`` the verdict counts
+  (HyCoVAD's validation): an event the LLM judges normal is dismissed, kept with its reason, and
+  its frames drop under the threshold.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from langgraph.graph import END, START, StateGraph
 from sleuth import telemetry
 from sleuth.agents.deduction import EvidenceJudge, cheap_score, deduce_frame, options_for
-from sleuth.agents.faithfulness import Evidence, clean
+from sleuth.agents.faithfulness import Evidence, clean, sentences
 from sleuth.agents.keywords import KeywordMatcher
 from sleuth.agents.rule_atoms import filter_contradictions, rule_atoms
 from sleuth.agents.rules import induce_rules
@@ -56,6 +59,7 @@ class DetectState(TypedDict, total=False):
     scene: str
     captions: list[str]
     proposer_scores: list[float] | None
+    notes: list[str | None] | None  # the proposer's stated reason per frame (evidence for the deduction)
     rules: dict[str, Any] | None
     # internal
     pieces: list[list[str]]
@@ -67,6 +71,7 @@ class DetectState(TypedDict, total=False):
     # output
     frames: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    dismissed: list[dict[str, Any]]
 
 
 def rules_fingerprint(rules: RuleSet) -> str:
@@ -238,6 +243,8 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     def explain(state: DetectState) -> dict[str, Any]:
         rules = RuleSet.model_validate(state["rules"])
         frames = [FrameResult.model_validate(frame) for frame in state["frames"]]
+        notes = state.get("notes") or [None] * len(frames)
+        proposer = state.get("proposer_scores") or [0.0] * len(frames)
         events: list[Event] = []
         start_usage = len(runtime.gateway.usage.records)
         # A full deduction costs one call, two when its answer needs the retry.
@@ -255,24 +262,33 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             caption = state["captions"][support]
             if len(events) < explainable:
                 try:
-                    answer, named = deduce_frame(caption, frames[support].evidence or "",
-                                                 _relevant_rules(rules, caption, runtime, config.max_rules),
-                                                 runtime.gateway)
-                    event.reason = grounded_reason(answer.reason, caption, frames[support])
+                    deduction = deduce_frame(caption, event_evidence(frames[support], notes, proposer, span),
+                                             _relevant_rules(rules, caption, runtime, config.max_rules),
+                                             runtime.gateway)
+                    event.anomaly_probability = round(deduction.probability, 4)
+                    if config.validate_events:
+                        event.verdict = "confirmed" if deduction.probability >= config.dismiss_below else "dismissed"
+                    kept = event.verdict != "dismissed"
+                    event.reason = grounded_reason(deduction.answer.reason, caption, frames[support], anomalous=kept)
                     # the model may name a rule; the frames' own matches stay when it names none of them
-                    agreed = [rule for rule in named if rule in event.broken_rules]
+                    agreed = [rule for rule in deduction.named if rule in event.broken_rules]
                     event.broken_rules = (agreed + [r for r in event.broken_rules if r not in agreed]
-                                          if event.broken_rules else named)
+                                          if event.broken_rules else deduction.named)
                 except SleuthError:
-                    pass  # the event keeps the rules its frames matched
-            if event.reason is None and event.broken_rules:
+                    pass  # the event keeps the rules its frames matched, unjudged
+            if event.verdict == "dismissed":
+                event.reason = dismissal_reason(event, caption, frames[support])
+            elif event.reason is None and event.broken_rules:
                 event.reason = template_reason(caption, frames[support], event.broken_rules[0])
             events.append(event)
         for event in events:  # a new list: node inputs are not mutated
             for index in range(event.start, event.end + 1):
                 frames[index].reason = event.reason
-        return {"events": [event.model_dump() for event in events], "frames": [f.model_dump() for f in frames],
-                "usage": usage_since(start_usage)}
+                if event.verdict == "dismissed":
+                    dismiss(frames[index], event.anomaly_probability or 0.0, config.threshold, config.dismiss_below)
+        return {"events": [event.model_dump() for event in events if event.verdict != "dismissed"],
+                "dismissed": [event.model_dump() for event in events if event.verdict == "dismissed"],
+                "frames": [f.model_dump() for f in frames], "usage": usage_since(start_usage)}
 
     graph = StateGraph(DetectState)
     graph.add_node("prepare", prepare)
@@ -291,26 +307,58 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     return graph.compile(checkpointer=checkpointer)
 
 
+def event_evidence(frame: FrameResult, notes: Sequence[str | None], proposer: Sequence[float],
+                   span: tuple[int, int]) -> str:
+    """What looked unusual in an event, for its deduction: the caption piece that drove the rule
+    score and the proposer's stated reason at the span's frame with the highest proposer score."""
+    parts = [frame.evidence or "(no caption piece stood out)"]
+    said = [i for i in range(span[0], span[1] + 1) if notes[i]]
+    if said:
+        parts.append(f"the motion and object model says: {notes[max(said, key=lambda i: proposer[i])]}")
+    return "; ".join(parts)
+
+
+def dismiss(frame: FrameResult, probability: float, threshold: float, dismiss_below: float) -> None:
+    """A frame of a dismissed event: no longer anomalous, its score kept as ``prior_score`` and
+    lowered under the threshold in proportion to the LLM's probability of an anomaly (relative to
+    the dismissal level), so the plot and the verdict agree and a surer dismissal ranks it lower."""
+    frame.prior_score = frame.score
+    frame.score = round(min(frame.score, threshold - 1e-3) * min(1.0, probability / dismiss_below), 6)
+    frame.anomalous = False
+    frame.broken_rules = []
+
+
+def dismissal_reason(event: Event, caption: str, frame: FrameResult) -> str:
+    """Why an event was dismissed, from the LLM's own reason where it is true to the caption."""
+    said = f" It said: {event.reason}" if event.reason else ""
+    clause = frame.evidence or caption
+    return (f"Dismissed: the LLM judged the span's strongest evidence ('{clause}') normal against the scene's "
+            f"rules (probability of an anomaly {event.anomaly_probability or 0.0:.2f}).{said}")
+
+
 def template_reason(caption: str, frame: FrameResult, rule: str) -> str:
     """A reason built from the evidence alone: what the caption says and the rule it breaks."""
     clause = frame.evidence or caption
     if frame.source == "keyword":  # the evidence is the keywords: quote the clause that names them
         words = [word.strip() for word in clause.split(",")]
         clause = next((piece for piece in evidence_pieces(caption) if any(w in piece.lower() for w in words)), clause)
-    return f"Frame {frame.index}: the caption says '{clause}', which the anomaly rule '{rule}' covers."
+    # No frame number: these positions are the caption list's, not the video's (--start, --fps).
+    return f"The caption says '{clause}', which the anomaly rule '{rule}' covers."
 
 
-def grounded_reason(reason: str | None, caption: str, frame: FrameResult) -> str | None:
-    """The model's reason for an event when it is true to the caption and names what the frame's
-    evidence names; None otherwise (the caller then states the evidence itself)."""
+def grounded_reason(reason: str | None, caption: str, frame: FrameResult, *, anomalous: bool = True) -> str | None:
+    """The model's reason for an event when it is true to the caption (and, for an event kept as
+    anomalous, names what the frame's evidence names); None otherwise (the caller then states the
+    evidence itself). ``anomalous``: the verdict the reason must agree with."""
     if not reason:
         return None
-    evidence = Evidence(frames=[frame.index], times=[], captions=[caption], anomalous=True)
+    evidence = Evidence(frames=[frame.index], times=[], captions=[caption], anomalous=anomalous)
     kept, _ = clean([reason], evidence)
-    text = kept[0].strip() if kept else ""
+    said = sentences(kept[0]) if kept else []
+    text = said[0].strip() if said else ""  # the prompt asks for one sentence: what follows rambles
     if not text:
         return None
-    if frame.source == "keyword" and frame.evidence:
+    if anomalous and frame.source == "keyword" and frame.evidence:
         named = KeywordMatcher.from_keywords([word.strip() for word in frame.evidence.split(",")]).match(text)
         if not named:  # a reason that does not mention what was seen explains nothing
             return None
@@ -365,7 +413,8 @@ def default_thread_id(video: str, scene: str, captions: Sequence[str], rules: Ru
 
 def detect_captions(captions: Sequence[str], *, video: str = "video", scene: str = "default",
                     rules: RuleSet | None = None, proposer_scores: Sequence[float] | None = None,
-                    config: DetectConfig | None = None, runtime: Runtime | None = None,
+                    notes: Sequence[str | None] | None = None, config: DetectConfig | None = None,
+                    runtime: Runtime | None = None,
                     thread_id: str | None = None, progress: Progress | None = None) -> DetectResult:
     """Score every caption of one video. ``progress(stage, done, total)`` reports progress.
 
@@ -380,6 +429,9 @@ def detect_captions(captions: Sequence[str], *, video: str = "video", scene: str
     empty = sum(1 for caption in captions if not caption.strip())
     if empty == len(captions):
         raise SleuthError(f"video {video}: all {len(captions)} captions are empty", hint="check the caption file")
+    if notes is not None and len(notes) != len(captions):
+        raise SleuthError(f"video {video}: {len(notes)} proposer notes for {len(captions)} captions",
+                          hint="pass one note (or None) per frame")
     if proposer_scores is not None and len(proposer_scores) != len(captions):
         raise SleuthError(f"video {video}: {len(proposer_scores)} proposer scores for {len(captions)} captions",
                           hint="pass one proposer score per frame")
@@ -399,12 +451,14 @@ def detect_captions(captions: Sequence[str], *, video: str = "video", scene: str
         else:
             state = graph.invoke({"video": video, "scene": scene, "captions": captions,
                                   "proposer_scores": list(proposer_scores) if proposer_scores is not None else None,
+                                  "notes": list(notes) if notes is not None else None,
                                   "rules": rules.model_dump() if rules else None, "judgments": {}, "usage": {}},
                                  run_config)
     usage = state.get("usage") or {}
     frames = [FrameResult.model_validate(frame) for frame in state["frames"]]
     return DetectResult(video=video, scene=scene, rules_version=int((state.get("rules") or {}).get("version", 0)),
                         frames=frames, events=[Event.model_validate(event) for event in state["events"]],
+                        dismissed=[Event.model_validate(event) for event in state.get("dismissed") or []],
                         llm_calls=usage.get("llm_calls", 0), prompt_tokens=usage.get("prompt_tokens", 0),
                         completion_tokens=usage.get("completion_tokens", 0),
                         fallback_frames=sum(frame.source == "fallback" for frame in frames))

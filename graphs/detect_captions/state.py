@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ScoreSource = Literal["keyword", "llm", "reused", "cheap", "fallback"]
+Verdict = Literal["confirmed", "dismissed", "unjudged"]
 
 
 class FrameResult(BaseModel):
@@ -26,6 +27,8 @@ class FrameResult(BaseModel):
     broken_rules: list[str] = Field(default_factory=list)
     evidence: str | None = Field(default=None, description="The caption piece that drove the score.")
     reason: str | None = None
+    prior_score: float | None = Field(default=None, description="The score before the LLM's validation dismissed "
+                                      "the event this frame was part of (None: validation left it as it was).")
 
 
 class Event(BaseModel):
@@ -39,6 +42,12 @@ class Event(BaseModel):
                                        "the event is explained from (the score's peak can lag it after smoothing).")
     broken_rules: list[str] = Field(default_factory=list)
     reason: str | None = None
+    verdict: Verdict = Field(default="unjudged", description="The LLM's validation of the event (HyCoVAD's "
+                             "second stage): confirmed, dismissed (its frames are no longer anomalous), or "
+                             "unjudged (validation off, over the call budget, or the LLM failed).")
+    anomaly_probability: float | None = Field(default=None, description="The probability the LLM put on "
+                                              "'anomaly' when it judged the event (from its answer token's "
+                                              "log-probabilities); None if it did not judge it.")
 
 
 class DetectResult(BaseModel):
@@ -47,6 +56,8 @@ class DetectResult(BaseModel):
     rules_version: int
     frames: list[FrameResult]
     events: list[Event]
+    dismissed: list[Event] = Field(default_factory=list, description="Candidate events the LLM's validation "
+                                   "dismissed, with its reason.")
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -236,6 +236,9 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
         lines.append(f"- event {event.id}: {_clock(event.start_s)}-{_clock(event.end_s)} (frames {event.start_frame}-"
                      f"{event.end_frame}), peak {event.peak_score:.2f} at {_clock(event.peak_s)} (frame "
                      f"{event.peak_frame}); rules: {rules}; {event.reason or ''}")
+    for event in report.dismissed:
+        lines.append(f"- dismissed candidate {event.id}: {_clock(event.start_s)}-{_clock(event.end_s)}; "
+                     f"{event.reason or 'judged normal by the LLM'}")
     return ToolOutput("\n".join(lines), [str(plot), str(html)])
 
 
