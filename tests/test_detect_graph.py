@@ -257,6 +257,10 @@ def test_without_validation_the_verdict_is_recorded_but_changes_nothing(scripted
                              runtime=make_runtime(tmp_path))
     (event,) = result.events
     assert event.verdict == "unjudged" and event.anomaly_probability == 0.0 and not result.dismissed
+    # the kept event is explained by its evidence, not by the model's case for "normal" (read in the main job)
+    assert "is normal here" not in event.reason and event.reason.startswith("The caption says '")
+    assert event.reason.endswith("The LLM leaned to normal (probability of an anomaly 0.00); the event stands "
+                                 "because validation is off.")
 
 
 def test_the_proposer_reason_is_evidence_for_the_event_deduction(scripted: ScriptedOpenAI, tmp_path: Path) -> None:

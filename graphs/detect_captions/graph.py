@@ -260,6 +260,7 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             event = Event(start=span[0], end=span[1], peak_frame=peak, peak_score=frames[peak].score,
                           evidence_frame=support, broken_rules=[rule for rule, _ in rule_counts.most_common(3)])
             caption = state["captions"][support]
+            overruled = False
             if len(events) < explainable:
                 try:
                     deduction = deduce_frame(caption, event_evidence(frames[support], notes, proposer, span),
@@ -269,7 +270,12 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                     if config.validate_events:
                         event.verdict = "confirmed" if deduction.probability >= config.dismiss_below else "dismissed"
                     kept = event.verdict != "dismissed"
-                    event.reason = grounded_reason(deduction.answer.reason, caption, frames[support], anomalous=kept)
+                    # a kept event is never explained by the model's case for "normal": the evidence speaks
+                    if kept == deduction.answer.anomaly:
+                        event.reason = grounded_reason(deduction.answer.reason, caption, frames[support],
+                                                       anomalous=kept)
+                    else:
+                        overruled = True
                     # the model may name a rule; the frames' own matches stay when it names none of them
                     agreed = [rule for rule in deduction.named if rule in event.broken_rules]
                     event.broken_rules = (agreed + [r for r in event.broken_rules if r not in agreed]
@@ -279,7 +285,14 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
             if event.verdict == "dismissed":
                 event.reason = dismissal_reason(event, caption, frames[support])
             elif event.reason is None and event.broken_rules:
-                event.reason = template_reason(caption, frames[support], event.broken_rules[0])
+                # the rule the evidence frame itself matched, not the span's most frequent one
+                own = frames[support].broken_rules
+                event.reason = template_reason(caption, frames[support], own[0] if own else event.broken_rules[0])
+            if overruled and event.reason:
+                why = ("validation is off" if not config.validate_events
+                       else f"its probability is above the dismissal level {config.dismiss_below:g}")
+                event.reason += (f" The LLM leaned to normal (probability of an anomaly "
+                                 f"{event.anomaly_probability or 0.0:.2f}); the event stands because {why}.")
             events.append(event)
         for event in events:  # a new list: node inputs are not mutated
             for index in range(event.start, event.end + 1):
