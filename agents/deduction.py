@@ -121,8 +121,7 @@ class Deduction:
 
     answer: FrameDeduction
     named: list[str]
-    probability: float  # P(anomaly) from the verdict token's log-probabilities
-    from_logprobs: bool = True  # False: the endpoint gave none, ``probability`` is the 0/1 answer
+    probability: float  # P(anomaly) from the verdict token's log-probabilities (the 0/1 answer without them)
 
 
 def anomaly_probability(logprobs: list[dict[str, Any]] | None) -> float | None:
@@ -174,5 +173,5 @@ def deduce_frame(caption: str, evidence: str, rules: RuleSet, gateway: Gateway) 
     named = [rules.anomaly[i - 1].text for i in answer.broken_rules if 1 <= i <= len(rules.anomaly)]
     probability = anomaly_probability(logprobs)
     if probability is None or (probability >= 0.5) != answer.anomaly:  # no usable log-probabilities
-        return Deduction(answer, named, 1.0 if answer.anomaly else 0.0, from_logprobs=False)
+        return Deduction(answer, named, 1.0 if answer.anomaly else 0.0)
     return Deduction(answer, named, probability)

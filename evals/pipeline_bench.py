@@ -125,18 +125,17 @@ def _summary(reports: list[DetectReport], labels: list[np.ndarray] | None, calib
         "llm_calls_per_frame": round((detect_calls + calibration.get("llm_calls", 0)) / max(frames, 1), 4),
         "detect_seconds": round(detect_seconds, 1), "seconds_per_frame": round(detect_seconds / max(frames, 1), 4),
         "seconds_by_stage": stages, "calibration": calibration, "wall_seconds": round(seconds, 1),
+        "dismissed_events": sum(len(r.dismissed) for r in reports),
+        "judged_events": sum(e.anomaly_probability is not None for r in reports for e in [*r.events, *r.dismissed]),
     }
-    result["dismissed_events"] = sum(len(r.dismissed) for r in reports)
-    result["judged_events"] = sum(e.anomaly_probability is not None for r in reports for e in [*r.events, *r.dismissed])
     if labels is not None:
-        with_validation = event_scores(reports, labels, dismissed=False)
-        without = event_scores(reports, labels, dismissed=True)
+        y = np.concatenate(labels)
         prior = np.concatenate([[f.score if f.prior_score is None else f.prior_score for f in r.frames]
                                 for r in reports])
         result["validation"] = {
-            "with": with_validation, "without": {**without, "frame_auc": round(100 * roc_auc_score(
-                np.concatenate(labels), prior), 2)}}
-        y = np.concatenate(labels)
+            "with": event_scores(reports, labels, dismissed=False),
+            "without": {**event_scores(reports, labels, dismissed=True),
+                        "frame_auc": round(100 * roc_auc_score(y, prior), 2)}}
         scores = np.concatenate([[f.score for f in r.frames] for r in reports])
         proposer = np.concatenate([[f.proposer for f in r.frames] for r in reports])
         per_video = {r.video: round(100 * roc_auc_score(lab, [f.score for f in r.frames]), 2)

@@ -22,12 +22,15 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 from sleuth.errors import SleuthError
 from sleuth.graphs.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sleuth.agents.schemas import RuleSet
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
@@ -138,14 +141,19 @@ def run_cloze_compare(case: dict[str, Any], runtime: Runtime) -> CaseResult:
     return CaseResult(id=case["id"], passed=got == case["expected"], expected=case["expected"], got=got)
 
 
-def run_deduction(case: dict[str, Any], runtime: Runtime) -> CaseResult:
-    from sleuth.agents.deduction import deduce_frame
+def case_rules(case: dict[str, Any]) -> RuleSet:
+    """The scene's rules of a deduction case, as a RuleSet."""
     from sleuth.agents.schemas import Rule, RuleSet
 
-    rules = RuleSet(scene=case.get("scene", "default"), rules=[
+    return RuleSet(scene=case.get("scene", "default"), rules=[
         Rule(text=text, kind=kind) for kind in ("normal", "anomaly") for text in case["rules"][kind]])
+
+
+def run_deduction(case: dict[str, Any], runtime: Runtime) -> CaseResult:
+    from sleuth.agents.deduction import deduce_frame
+
     try:
-        answer = deduce_frame(case["caption"], "(none)", rules, runtime.gateway).answer
+        answer = deduce_frame(case["caption"], "(none)", case_rules(case), runtime.gateway).answer
     except SleuthError as exc:  # an answer that stayed invalid is a failed case, not a failed suite
         return CaseResult(id=case["id"], passed=False, expected=case["expected"], got=None, why=exc.one_line())
     got = "anomaly" if answer.anomaly else "normal"

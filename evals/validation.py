@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from sleuth.agents.deduction import deduce_frame
-from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.config import load_settings
 from sleuth.errors import SleuthError
-from sleuth.evals.prompt_suites import SUITES, cassette_path
+from sleuth.evals.prompt_suites import SUITES, case_rules, cassette_path
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.cassette import Cassette
 
@@ -41,10 +40,8 @@ def run(runtime: Runtime, *, replay: bool = False) -> dict[str, Any]:
         runtime.gateway.cassette = Cassette(cassette_path(model, "deduction"), "replay")
     expected, probability, failed = [], [], 0
     for case in SUITES["deduction"].cases():
-        rules = RuleSet(scene=case.get("scene", "default"), rules=[
-            Rule(text=text, kind=kind) for kind in ("normal", "anomaly") for text in case["rules"][kind]])
         try:
-            deduction = deduce_frame(case["caption"], "(none)", rules, runtime.gateway)
+            deduction = deduce_frame(case["caption"], "(none)", case_rules(case), runtime.gateway)
         except SleuthError:
             failed += 1
             continue

@@ -131,7 +131,7 @@ def _event(event: VideoEvent, report: DetectReport, by_index: dict[int, FrameSco
     before = " before dismissal" if dismissed else ""
     heading = "Rules its frames matched" if dismissed else "Broken rules"
     return (f'<article class="card event" id="event-{event.id}">'
-            f'<header><h3>{"Dismissed candidate" if event.verdict == "dismissed" else "Event"} #{event.id}</h3>'
+            f'<header><h3>{"Dismissed candidate" if dismissed else "Event"} #{event.id}</h3>'
             f'<span class="when">{mmss(event.start_s)} – {mmss(event.end_s)}</span>'
             f'<span class="muted">{span:.1f} s · frames {event.start_frame}–{event.end_frame}</span>'
             f'<span class="pill score">peak {event.peak_score:.2f} at {mmss(event.peak_s)}{before}</span>'

@@ -39,7 +39,7 @@ from sleuth import telemetry
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect.configuration import VideoDetectConfig
 from sleuth.graphs.detect.state import Cost, DetectReport, FrameScore, VideoEvent
-from sleuth.graphs.detect_captions import detect_captions
+from sleuth.graphs.detect_captions import detect_captions, strongest_note
 from sleuth.graphs.reducers import merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneStore
@@ -211,8 +211,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
 
         def video_event(number: int, event: dict[str, Any]) -> dict[str, Any]:
             first, last, peak = event["start"], event["end"], event["peak_frame"]
-            said = [p for p in range(first, last + 1) if reasons[p]]  # the proposer's strongest stated reason
-            strongest = max(said, key=lambda p: proposer[p]) if said else None
+            strongest = strongest_note(reasons, proposer, first, last)  # the one the deduction was shown
             keys = key_positions(first, last, peak, config.key_frames)
             wanted.update(indices[p] for p in keys)
             return VideoEvent(

@@ -320,14 +320,21 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
     return graph.compile(checkpointer=checkpointer)
 
 
+def strongest_note(notes: Sequence[str | None], proposer: Sequence[float], first: int, last: int) -> int | None:
+    """The position in ``first..last`` (inclusive) whose proposer score is highest among those with a
+    stated reason (a note); None when no frame of the span has one."""
+    said = [i for i in range(first, last + 1) if notes[i]]
+    return max(said, key=lambda i: proposer[i]) if said else None
+
+
 def event_evidence(frame: FrameResult, notes: Sequence[str | None], proposer: Sequence[float],
                    span: tuple[int, int]) -> str:
     """What looked unusual in an event, for its deduction: the caption piece that drove the rule
     score and the proposer's stated reason at the span's frame with the highest proposer score."""
     parts = [frame.evidence or "(no caption piece stood out)"]
-    said = [i for i in range(span[0], span[1] + 1) if notes[i]]
-    if said:
-        parts.append(f"the motion and object model says: {notes[max(said, key=lambda i: proposer[i])]}")
+    noted = strongest_note(notes, proposer, *span)
+    if noted is not None:
+        parts.append(f"the motion and object model says: {notes[noted]}")
     return "; ".join(parts)
 
 
