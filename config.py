@@ -26,6 +26,7 @@ from pydantic_settings import (
 from sleuth.errors import ConfigError
 
 EMBEDDED_LLM_DEFAULT = "qwen2.5-coder-0.5b"
+EMBEDDED_AGENT_DEFAULT = "qwen2.5-coder-1.5b"
 
 
 class ModelRole(BaseModel):
@@ -70,6 +71,13 @@ class LLMRole(ModelRole):
     """The text LLM. Defaults to the packaged Qwen2.5-Coder-0.5B served in-process."""
 
     model: str | None = EMBEDDED_LLM_DEFAULT
+    agent_model: str | None = Field(
+        default=EMBEDDED_AGENT_DEFAULT,
+        description="The packaged model of the investigate agent (sleuth chat, the web chat, the API's chat, "
+        "sleuth eval agent/chat) and of the tools it runs, when `model` is the embedded default: the 1.5B picks "
+        "the right tool 95 % of the time where the 0.5B picks it 75 % (docs/benchmarks.md). Not installed: the "
+        "agent uses `model`, with a warning. None: the agent uses `model`.",
+    )
     gguf: Path | None = Field(
         default=None, description="Serve this GGUF file with the embedded llama.cpp server."
     )

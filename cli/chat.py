@@ -25,7 +25,8 @@ def chat(
     message: Annotated[str | None, typer.Argument(help="Ask this and exit (default: an interactive session).")]
     = None,
     thread: Annotated[str | None, typer.Option(help="Resume this thread (its id is printed at the start).")] = None,
-    model: Annotated[str | None, typer.Option(help="LLM (e.g. qwen2.5-coder-1.5b); default: configured.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="LLM (e.g. qwen2.5-coder-0.5b); default: llm.agent_model, the packaged 1.5B.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Approve every confirmation without asking.")] = False,
     no_confirm: Annotated[bool, typer.Option(help="Never pause for confirmations (scripts).")] = False,
 ) -> None:
@@ -34,11 +35,12 @@ def chat(
     from sleuth.graphs.runtime import Runtime
 
     with request("chat") as settings:
-        runtime = Runtime.from_settings(settings, model=model)
+        runtime = Runtime.from_settings(settings)
         try:
-            investigator = Investigator(runtime, InvestigateConfig(confirm=not no_confirm))
+            investigator = Investigator(runtime, InvestigateConfig(confirm=not no_confirm), agent_model=model)
             thread_id = thread or investigator.new_thread()
-            err.print(f"[dim]thread {thread_id} (resume with --thread {thread_id}); Ctrl-D or 'exit' to quit[/]")
+            err.print(f"[dim]thread {thread_id} (resume with --thread {thread_id}), model "
+                      f"{investigator.agent_runtime.settings.llm.model}; Ctrl-D or 'exit' to quit[/]")
             pending = investigator.pending(thread_id)
             if pending is not None:
                 _render(_confirm(investigator, pending, yes))

@@ -17,6 +17,7 @@ from sleuth.cli.api import api
 from sleuth.cli.chat import chat
 from sleuth.cli.eval_agent import eval_agent
 from sleuth.cli.eval_captions import eval_captions
+from sleuth.cli.eval_chat import eval_chat
 from sleuth.cli.eval_prompts import eval_prompts
 from sleuth.cli.eval_search import eval_search
 from sleuth.cli.explain import explain
@@ -42,6 +43,7 @@ app.add_typer(eval_app, name="eval")
 eval_app.command("captions")(eval_captions)
 eval_app.command("search")(eval_search)
 eval_app.command("agent")(eval_agent)
+eval_app.command("chat")(eval_chat)
 eval_app.command("prompts")(eval_prompts)
 app.add_typer(rules_app, name="rules")
 calibrate_app.callback(invoke_without_command=True)(calibrate_scene)

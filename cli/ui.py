@@ -20,7 +20,8 @@ def ui(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: reachable from other machines).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
-    model: Annotated[str | None, typer.Option(help="LLM (e.g. qwen2.5-coder-1.5b); default: configured.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="LLM (e.g. qwen2.5-coder-0.5b); default: llm.agent_model, the packaged 1.5B.")] = None,
 ) -> None:
     """Chat with the investigate agent in the browser: streaming answers, tool steps, frames inline, video upload."""
     from sleuth.cli.api import announce_access, warn_about_folders
@@ -34,8 +35,8 @@ def ui(
     def investigator() -> ChatSession:  # made on the first page load, closed on exit
         from sleuth.graphs.investigate import Investigator
 
-        runtimes.append(Runtime.from_settings(for_serving(settings), model=model))
-        return Investigator(runtimes[-1])
+        runtimes.append(Runtime.from_settings(for_serving(settings)))
+        return Investigator(runtimes[-1], agent_model=model)
 
     access = Access.for_server(host)
     with request("ui") as settings:

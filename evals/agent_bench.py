@@ -391,7 +391,7 @@ def run_agent_benchmark(output: Path, *, settings: Settings, model: str | None =
 
     question_set = load_questions(questions_path)
     chosen = select(question_set, questions)
-    runtime = runtime or Runtime.from_settings(settings, model=model)
+    runtime = runtime or Runtime.from_settings(settings).for_agent(model)
     mode: ToolMode = tool_mode if tool_mode != "auto" else "schema" if investigate.use_schema(runtime, "auto") \
         else "native"
     inventory = investigate.Inventory.model_validate(question_set.inventory) if question_set.inventory else None

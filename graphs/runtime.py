@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -12,6 +13,37 @@ from sleuth.config import Settings, load_settings
 from sleuth.errors import ConfigError
 from sleuth.llm.gateway import Gateway
 from sleuth.tools.toolset import Embedder, ToolSet, open_tools
+
+logger = logging.getLogger("sleuth.runtime")
+
+
+def agent_model(settings: Settings) -> str | None:
+    """The model the investigate agent uses by default: ``llm.agent_model`` when the LLM is the
+    embedded packaged one (no GGUF file or endpoint of one's own) and its parts are installed
+    (or already joined into the cache); else None (the agent uses ``llm.model``)."""
+    from sleuth.llm import packaged
+
+    llm = settings.llm
+    wanted = llm.agent_model
+    if not wanted or wanted == llm.model or llm.gguf or llm.api_base or not packaged.is_packaged(llm.model):
+        return None
+    if not packaged.is_packaged(wanted):
+        return wanted if "/" in wanted else None
+    model = packaged.CATALOGUE[wanted]
+    if packaged.cached_and_verified(model, settings.cache_dir) is None and packaged.parts_status(model):
+        logger.warning("the agent model %s is not installed; the agent uses %s (install it: %s)", wanted,
+                       llm.model, "SLEUTH_EXTRAS=llm-1-5b make setup")
+        return None
+    return wanted
+
+
+def with_model(settings: Settings, model: str | None) -> Settings:
+    """``settings`` with ``model`` (a packaged name or a LiteLLM string) as the LLM; unchanged for None."""
+    from sleuth.llm import packaged
+
+    if not model or not (packaged.is_packaged(model) or "/" in model):
+        return settings
+    return settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model, "gguf": None})})
 
 
 @dataclass
@@ -31,16 +63,21 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, model: str | None = None) -> Runtime:
         """``model`` overrides the LLM for these graphs (e.g. the packaged 1.5B for deduction)."""
-        settings = settings or load_settings()
-        if model:
-            from sleuth.llm import packaged
-
-            update = {"model": model, "gguf": None} if packaged.is_packaged(model) or "/" in model else {}
-            if update:
-                settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=update)})
+        settings = with_model(settings or load_settings(), model)
         tools = open_tools(settings)
         return cls(settings=settings, gateway=Gateway(settings), embedder=tools.embedder, tools=tools,
                    checkpoint_path=settings.data_dir / "checkpoints.sqlite")
+
+    def for_agent(self, model: str | None = None) -> Runtime:
+        """The runtime of the investigate agent's own LLM calls (its steps and answers): ``model`` if
+        given, else :func:`agent_model`; this runtime itself when that is its LLM already. It shares
+        this runtime's tools, embedder and checkpointer; the tools the agent runs keep this one."""
+        chosen = model or agent_model(self.settings)
+        if not chosen or chosen == self.settings.llm.model:
+            return self
+        settings = with_model(self.settings, chosen)
+        return Runtime(settings=settings, gateway=Gateway(settings), embedder=self.embedder, tools=self.tools,
+                       checkpoint_path=self.checkpoint_path)
 
     def toolset(self) -> ToolSet:
         """The model tools, opened from the settings on first use when none were given."""

@@ -25,7 +25,7 @@ def investigate(config: Any = None) -> Any:
     from sleuth.graphs.investigate import build_graph, default_context
 
     runtime = _runtime()
-    return build_graph(runtime, context=lambda: default_context(runtime))
+    return build_graph(runtime, context=lambda: default_context(runtime), agent_runtime=runtime.for_agent())
 
 
 def search(config: Any = None) -> Any:

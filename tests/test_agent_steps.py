@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from sleuth.graphs.investigate import Investigator, first_tool_call
 from sleuth.graphs.investigate.configuration import InvestigateConfig
-from sleuth.graphs.investigate.decide import step_schema, tool_menu, use_schema
+from sleuth.graphs.investigate.decide import Inventory, step_schema, tool_menu, use_schema
 from sleuth.graphs.investigate.graph import tool_schemas
 
 from tests.test_investigate import setup  # noqa: F401 - the fixture
@@ -72,7 +72,7 @@ def test_a_schema_step_runs_the_tool_then_the_answer_streams(setup: dict[str, An
     first = steps.step_requests[0]
     schema = first["response_format"]["json_schema"]["schema"]
     assert schema == step_schema(tool_schemas()) and "tools" not in first
-    assert "Tools:\n- list_scenes()" in first["messages"][0]["content"]
+    assert "Tools:\n- detect(video: string, scene: string" in first["messages"][0]["content"]
 
 
 def test_a_step_that_stays_invalid_ends_in_an_answer_not_a_crash(setup: dict[str, Any]) -> None:  # noqa: F811
@@ -163,3 +163,16 @@ def test_the_answer_after_schema_steps_sees_calls_and_results_as_plain_text() ->
     assert plain[3]["content"] == f"Result of list_scenes:\n- demo (rules v1)\n\n{ANSWER_REQUEST}"
     assert all("tool_calls" not in m for m in plain)
     assert answer_messages(messages[:2]) == messages[:2]  # no tool ran: the question as it is
+
+
+def test_step_hints_spell_out_clock_times_and_the_video_a_word_names() -> None:
+    from sleuth.graphs.investigate.decide import step_hints, step_messages
+
+    inventory = Inventory(videos=["data/videos/vtest.avi", "data/videos/xd_GoldenEye_frames.mp4",
+                                  "data/ped2_train_01.mp4", "data/ped2_test_02.mp4"])
+    assert step_hints("Show the frame at 1:05 of the GoldenEye clip", inventory) == [
+        "Times: 1:05 = 65 s", "Video named: data/videos/xd_GoldenEye_frames.mp4"]
+    assert step_hints("the ped2 clip at 12:30:00", inventory) == []  # two ped2 videos; a clock of the day
+    messages = step_messages([{"role": "system", "content": "S"}, {"role": "user", "content": "from 0:10 to 0:20"}],
+                             [], inventory)
+    assert messages[-1]["content"] == "from 0:10 to 0:20\n(Times: 0:10 = 10 s, 0:20 = 20 s)"

@@ -81,3 +81,29 @@ def test_api_key_is_read_from_the_environment_only(monkeypatch: pytest.MonkeyPat
     assert settings.llm.api_key() == "sk-test-secret-1"
     assert "sk-test-secret-1" not in settings.model_dump_json()
     assert "sk-test-secret-1" not in repr(settings)
+
+
+def test_the_agent_gets_the_packaged_1_5b_only_over_the_embedded_default(
+        isolated_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleuth.graphs.runtime import agent_model
+    from sleuth.llm import packaged
+
+    monkeypatch.setattr(packaged, "parts_status", lambda model: [])  # installed
+    assert agent_model(load_settings()) == "qwen2.5-coder-1.5b"
+    monkeypatch.setenv("SLEUTH_LLM__MODEL", "openai/gpt-4o-mini")  # a model of one's own: the agent uses it
+    assert agent_model(load_settings()) is None
+    monkeypatch.delenv("SLEUTH_LLM__MODEL")
+    monkeypatch.setenv("SLEUTH_LLM__AGENT_MODEL", "")
+    assert agent_model(load_settings()) is None
+
+
+def test_a_missing_agent_model_falls_back_to_the_llm_with_a_warning(
+        isolated_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from sleuth.graphs.runtime import agent_model
+    from sleuth.llm import packaged
+
+    monkeypatch.setattr(packaged, "parts_status", lambda model: ["part 1 is not installed"])
+    monkeypatch.setenv("SLEUTH_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert agent_model(load_settings()) is None
+    assert "SLEUTH_EXTRAS=llm-1-5b make setup" in caplog.text

@@ -15,7 +15,9 @@ other endpoints keep their native tool calling.
 from __future__ import annotations
 
 import copy
+import re
 import uuid
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -104,10 +106,60 @@ def tool_menu(tools: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` (system first) with the step instructions added to the system message."""
+VIDEO_FILE = re.compile(r"[\w.-]+\.(?:mp4|avi|mkv|mov|webm|m4v|mpg|mpeg)\b", re.IGNORECASE)
+CLOCK = re.compile(r"(?<![\d:.])(\d{1,2}):([0-5]\d)(?:\.(\d))?(?![\d:])")
+
+
+GENERIC = frozenset({"frame", "frames", "video", "videos", "clip", "clips", "camera", "footage", "test", "train",
+                     "normal", "scene", "part"})  # words that name no particular video
+
+
+def _name_tokens(path: str) -> set[str]:
+    stem = Path(path).stem.lower()
+    return {token for token in re.split(r"[^a-z0-9]+", stem) if token and token not in GENERIC}
+
+
+def step_hints(message: str, inventory: Inventory | None) -> list[str]:
+    """What the step needs spelled out from the person's message: clock times in seconds (``1:05``
+    is 65 s), video files it names that do not exist (the schema's video enum would otherwise make
+    the model pick another video), and the listed video that a word of the message names
+    (``GoldenEye`` names ``xd_GoldenEye_frames.mp4``: the word starts a part of exactly one video's
+    file name)."""
+    hints = []
+    times = [f"{m.group(0)} = {int(m.group(1)) * 60 + int(m.group(2)) + int(m.group(3) or 0) / 10:g} s"
+             for m in CLOCK.finditer(message)]
+    if times:
+        hints.append("Times: " + ", ".join(times))
+    if inventory is not None:
+        listed = {Path(path).name.lower() for path in inventory.videos}
+        missing = [name for name in dict.fromkeys(VIDEO_FILE.findall(message)) if name.lower() not in listed]
+        if missing:
+            hints.append("Not among the videos: " + ", ".join(missing))
+    if inventory is not None and inventory.videos:
+        named: list[str] = []
+        tokens = {path: _name_tokens(path) for path in inventory.videos}
+        for word in {w for w in re.findall(r"[a-z0-9]+", message.lower()) if len(w) >= 4 and w not in GENERIC}:
+            matches = [path for path, parts in tokens.items() if any(part.startswith(word) for part in parts)]
+            if len(matches) == 1 and matches[0] not in named:
+                named.append(matches[0])
+        if named:
+            hints.append("Video named: " + ", ".join(sorted(named)))
+    return hints
+
+
+def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                  inventory: Inventory | None = None) -> list[dict[str, Any]]:
+    """``messages`` (system first) with the step instructions added to the system message and the
+    :func:`step_hints` of the person's last message added to it."""
     instructions = load_prompt("investigate.step").messages(tools=tool_menu(tools), message="")[0]["content"]
     system, *rest = messages
+    rest = list(rest)
+    for position in range(len(rest) - 1, -1, -1):
+        if rest[position]["role"] == "user":
+            hints = step_hints(rest[position].get("content") or "", inventory)
+            if hints:
+                rest[position] = {**rest[position], "content": f"{rest[position]['content']}\n({'; '.join(hints)})"}
+            break
     return [{"role": "system", "content": f"{system['content']}\n\n{instructions}"}, *rest]
 
 
@@ -144,7 +196,7 @@ ANSWER_REQUEST = ("Now answer my question in a few plain sentences from these re
 def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                 max_tokens: int, inventory: Inventory | None = None) -> ToolCall | None:
     """The next step: a tool call, or None to answer. ``messages`` start with the system message."""
-    step = runtime.gateway.structured_json(step_messages(messages, tools), step_schema(tools, inventory),
+    step = runtime.gateway.structured_json(step_messages(messages, tools, inventory), step_schema(tools, inventory),
                                            max_tokens=max_tokens, temperature=0.0)
     if step["tool"] == ANSWER:
         return None

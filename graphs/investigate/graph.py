@@ -131,10 +131,13 @@ def fallback_answer(turn: list[dict[str, Any]]) -> str:
 
 
 def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, context: Context,
-                files_root: Path | None = None, checkpointer: Any = None) -> Any:
+                files_root: Path | None = None, checkpointer: Any = None, agent_runtime: Runtime | None = None) -> Any:
+    """The graph; ``agent_runtime`` (default ``runtime``) makes the agent's own LLM calls, ``runtime``
+    runs the tools."""
     config = config or InvestigateConfig()
     files_root = files_root or chat_dir(runtime.settings)
-    schema_steps = use_schema(runtime, config.tool_mode)
+    thinker = agent_runtime or runtime
+    schema_steps = use_schema(thinker, config.tool_mode)
 
     @telemetry.traced_agent("investigate_agent")
     def agent(state: InvestigateState) -> dict[str, Any]:
@@ -147,14 +150,14 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
 
         def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
             chat = answer_messages(messages) if schema_steps and tools is None else messages
-            return stream_agent_turn(runtime, chat, tools=tools, max_tokens=config.max_tokens,
+            return stream_agent_turn(thinker, chat, tools=tools, max_tokens=config.max_tokens,
                                      emit=lambda text: writer({"type": "token", "text": text}))
 
         made = {_call_key(call["function"]["name"], call["function"]["arguments"])
                 for message in turn for call in message.get("tool_calls") or []}
         if schema_steps and tools:
             try:
-                step = decide_step(runtime, messages, tools, max_tokens=config.step_tokens,
+                step = decide_step(thinker, messages, tools, max_tokens=config.step_tokens,
                                    inventory=snapshot.inventory)
             except StructuredOutputError:
                 step = None  # no valid step even under the schema: answer from what there is

@@ -9,6 +9,7 @@ checkpointer, so a thread id resumes a conversation in a later process.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -36,8 +37,8 @@ class ChatEvent(BaseModel):
 
 
 def default_context(runtime: Runtime, videos: int = 15) -> Snapshot:
-    """What exists now: the system prompt's lines (scenes, galleries, up to ``videos`` videos, data
-    folders) and the :class:`Inventory` that the step schema's enums come from."""
+    """What exists now: the system prompt's lines (scenes, galleries, up to ``videos`` videos with
+    their lengths, data folders) and the :class:`Inventory` that the step schema's enums come from."""
     from sleuth.datapaths import allowed_roots
     from sleuth.graphs.investigate.tools import find_videos
     from sleuth.memory.scenes import SceneStore
@@ -58,17 +59,43 @@ def default_context(runtime: Runtime, videos: int = 15) -> Snapshot:
         lines.append("Galleries: unknown")
     roots = allowed_roots(runtime.settings)
     inventory.videos = find_videos(roots, MAX_ENUM + 1)
-    lines.append("Videos: " + (", ".join(inventory.videos[:videos]) or "none found"))
+    lines.append("Videos: " + (", ".join(_with_duration(path) for path in inventory.videos[:videos]) or "none found"))
     lines.append("Data folders: " + ", ".join(str(root) for root in roots))
     return Snapshot(text="\n".join(lines), inventory=inventory)
 
 
+def _with_duration(path: str) -> str:
+    """``path (79.5 s)``: the model needs a video's length for "the second half" or "the last ten
+    seconds"; a file that cannot be read is listed as it is (the tool will say why)."""
+    try:
+        duration = _duration(path, Path(path).stat().st_mtime_ns)
+    except OSError:
+        return path
+    return path if duration is None else f"{path} ({duration:.1f} s)"
+
+
+@functools.lru_cache(maxsize=512)
+def _duration(path: str, mtime_ns: int) -> float | None:  # the context is rebuilt every step
+    from sleuth.tools.frames import FrameReader
+
+    try:
+        return FrameReader(path).info.duration_s
+    except (SleuthError, OSError, ValueError):
+        return None
+
+
 class Investigator:
-    """The investigate agent over the runtime's checkpointer (SQLite by default, Postgres by URL)."""
+    """The investigate agent over the runtime's checkpointer (SQLite by default, Postgres by URL).
+
+    The agent's own steps and answers use ``agent_model`` (default: ``llm.agent_model``, see
+    :meth:`Runtime.for_agent`); the tools it runs (detect, explain, ...) use ``runtime``'s LLM, so
+    their results are those of the CLI."""
 
     def __init__(self, runtime: Runtime, config: InvestigateConfig | None = None, *, checkpointer: Any = None,
-                 context: str | None = None, files_root: Path | None = None) -> None:
+                 context: str | None = None, files_root: Path | None = None,
+                 agent_model: str | None = None) -> None:
         self.runtime = runtime
+        self.agent_runtime = runtime.for_agent(agent_model)
         self.config = config or InvestigateConfig()
         self.checkpointer = checkpointer if checkpointer is not None else runtime.checkpointer
         if self.checkpointer is None:
@@ -81,7 +108,7 @@ class Investigator:
             return fixed if fixed is not None else default_context(runtime, self.config.context_videos)
 
         self.graph = build_graph(runtime, self.config, context=context_now, files_root=files_root,
-                                 checkpointer=self.checkpointer)
+                                 checkpointer=self.checkpointer, agent_runtime=self.agent_runtime)
 
     @staticmethod
     def new_thread() -> str:

@@ -157,6 +157,19 @@ def _video(ctx: ToolContext, path: str) -> Path:
     return resolved
 
 
+def _frames(video: Path, start_s: float | None, end_s: float | None) -> tuple[int, int | None]:
+    """Frame indices of a time range, refused in seconds (what the model asked in) when it starts
+    past the video's end."""
+    from sleuth.tools.frames import FrameReader
+
+    if start_s is not None:
+        duration = FrameReader(video).info.duration_s
+        if duration is not None and start_s >= duration:
+            raise SleuthError(f"{video.name} is {duration:.1f} s long; start_s {start_s:g} is past its end",
+                              hint=f"give a start_s below {duration:.1f}")
+    return frame_range(video, start_s, end_s)
+
+
 def _write_jpeg(ctx: ToolContext, image: np.ndarray, stem: str) -> str:
     from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
 
@@ -219,7 +232,7 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
     from sleuth.reports import write_html, write_json
 
     video = _video(ctx, args.video)
-    start, stop = frame_range(video, args.start_s, args.end_s)
+    start, stop = _frames(video, args.start_s, args.end_s)
     report = detect_video(video, scene=args.scene, config=VideoDetectConfig(start=start, stop=stop),
                           runtime=ctx.runtime, progress=ctx.progress)
     html = ctx.path(f"detect-{video.stem}", ".html")
@@ -360,7 +373,7 @@ def show_clip(ctx: ToolContext, args: RangeArgs) -> ToolOutput:
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
-    start, stop = frame_range(video, args.start_s, args.end_s)
+    start, stop = _frames(video, args.start_s, args.end_s)
     frames = FrameReader(video, start=start, stop=stop).read()
     if not frames:
         raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
@@ -376,7 +389,7 @@ def summarise_range(ctx: ToolContext, args: SummaryArgs) -> ToolOutput:
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
-    start, stop = frame_range(video, args.start_s, args.end_s)
+    start, stop = _frames(video, args.start_s, args.end_s)
     frames = FrameReader(video, start=start, stop=stop).read()
     if not frames:
         raise SleuthError(f"{video.name} has no frames between {args.start_s} and {args.end_s} s")
@@ -435,23 +448,30 @@ def range_plot(times: list[float], scores: np.ndarray) -> bytes:
 
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
-    Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes),
-    Tool("list_videos", "List the video files in the data folders.", VideoFolder, list_videos),
-    Tool("list_galleries", "List the galleries that text search can search.", NoArgs, list_galleries),
-    Tool("detect", "Detect anomalies in a video of a calibrated scene: events with times, frames, broken rules "
-         "and reasons, a score plot and a report.", DetectArgs, detect, confirm=True),
-    Tool("explain", "Explain what happens in a video (or one event of its latest detect run) and whether it is "
-         "anomalous, at clip, event and video level.", ExplainArgs, explain, confirm=True),
-    Tool("search", "Find people or events in an indexed gallery by a text description.", SearchArgs, search),
-    Tool("calibrate", "Learn what is normal for a scene from normal footage (trains the proposer, induces rules).",
+    Tool("detect", "Detect anomalies in a video, or a time range of it, with a calibrated scene's rules: events "
+         "with times, frames, broken rules and reasons, a score plot and a report. For: is anything unusual, scan "
+         "for anomalies, check a video.", DetectArgs, detect, confirm=True),
+    Tool("explain", "Explain why a video, or one numbered event of its latest detect run, is or is not anomalous, "
+         "at clip, event and video level. For: why was event N flagged, describe what happens and whether it is "
+         "anomalous.", ExplainArgs, explain, confirm=True),
+    Tool("search", "Find people, objects or actions by a text description in an indexed gallery. For: find, "
+         "search for, is there someone who.", SearchArgs, search),
+    Tool("summarise_range", "Summarise a time range of a video for a scene: anomaly scores (mean, peak and when) "
+         "and what is seen. For: the scores or what happens between two times.", SummaryArgs, summarise_range),
+    Tool("show_frame", "Show one frame (a still image) of a video at a time in seconds.", FrameArgs, show_frame),
+    Tool("show_clip", "Show a stretch of a video, from a start to an end time, as a contact sheet of frames.",
+         RangeArgs, show_clip),
+    Tool("calibrate", "Create a scene or calibrate it again from normal footage (trains the proposer, induces "
+         "rules). For: calibrate, set up or create a scene, teach the normal activity of a camera.",
          CalibrateArgs, calibrate, confirm=True),
-    Tool("list_rules", "List the stored rule versions of a scene.", SceneArgs, list_rules),
-    Tool("show_rules", "Show the rules of a scene (the latest version, or a given one).", ShowRulesArgs, show_rules),
-    Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms.",
-         RuleEditArgs, propose_rule_edit, confirm=True),
-    Tool("show_frame", "Show one frame of a video at a time in seconds (writes an image).", FrameArgs, show_frame),
-    Tool("show_clip", "Show a stretch of a video as a contact sheet of frames (writes an image).", RangeArgs,
-         show_clip),
-    Tool("summarise_range", "Summarise a time range of a video: anomaly scores, the peak, and what is seen.",
-         SummaryArgs, summarise_range),
+    Tool("show_rules", "Show the rule texts of a scene, anomaly and normal (the latest version, or a given one). "
+         "For: what rules, what counts as an anomaly or as normal.", ShowRulesArgs, show_rules),
+    Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms. "
+         "For: add, remove, delete or change a rule.", RuleEditArgs, propose_rule_edit, confirm=True),
+    Tool("list_rules", "The change log of a scene's rules: each stored version with when, by whom and how many "
+         "rules. Not the rule texts.", SceneArgs, list_rules),
+    Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes),
+    Tool("list_videos", "List the video files in the data folders, or in one folder.", VideoFolder, list_videos),
+    Tool("list_galleries", "List the galleries that search can look in, with their sizes.", NoArgs,
+         list_galleries),
 ]}
