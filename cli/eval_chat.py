@@ -19,7 +19,8 @@ def eval_chat(
     output: Annotated[Path, typer.Option(help="Output folder for chat_bench.json and .md (its state/ is rebuilt).")]
     = Path("results/chat"),
     model: Annotated[str | None, typer.Option(
-        help="LLM of the agent and its tools, e.g. qwen2.5-coder-0.5b (default: llm.agent_model, the 1.5B).")] = None,
+        help="LLM of the agent's steps and answers, e.g. qwen2.5-coder-0.5b (default: llm.agent_model, the "
+        "1.5B); its tools keep llm.model.")] = None,
     question: Annotated[list[str] | None, typer.Option(
         "--question", help="Only this question id of evals/chat_questions.json (repeatable).")] = None,
     keep_state: Annotated[bool, typer.Option(help="Reuse OUTPUT/state from the last run (its scenes, gallery and "
