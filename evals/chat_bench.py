@@ -366,8 +366,9 @@ def ask(investigator: Any, thread_id: str, question: str) -> Turn:
             except json.JSONDecodeError:
                 arguments = {"raw": call["function"]["arguments"]}
             turn.calls.append((call["function"]["name"], arguments))
-        if message["role"] == "tool":
-            turn.results.append(message["content"])
+        if message["role"] == "tool":  # with its lead, the headline that code wrote from the same result
+            lead = message.get("lead")
+            turn.results.append(f"{lead}\n{message['content']}" if lead else message["content"])
     records = [record for log, start in zip(logs, before, strict=True) for record in log.records[start:]]
     turn.llm_calls = len(records)
     turn.prompt_tokens = sum(r.prompt_tokens for r in records)

@@ -84,12 +84,12 @@ def test_a_step_that_stays_invalid_ends_in_an_answer_not_a_crash(setup: dict[str
 
 
 def test_a_repeated_schema_step_becomes_the_answer(setup: dict[str, Any]) -> None:  # noqa: F811
-    call = {"tool": "list_scenes", "arguments": {}}
-    setup["script"].responder = Steps([call, call], "Scene gate is calibrated.")
+    call = {"tool": "list_rules", "arguments": {"scene": "gate"}}
+    setup["script"].responder = Steps([call, call], "The rules of gate were stored once.")
     agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
-    events = list(agent.send("t1", "which scenes are there?"))
-    assert [event.tool for event in events if event.type == "tool_start"] == ["list_scenes"]
-    assert events[-1].text == "Scene gate is calibrated."
+    events = list(agent.send("t1", "how often were the gate rules edited?"))
+    assert [event.tool for event in events if event.type == "tool_start"] == ["list_rules"]
+    assert events[-1].text == "The rules of gate were stored once."
 
 
 def test_first_tool_call_uses_the_same_step(setup: dict[str, Any]) -> None:  # noqa: F811
@@ -151,7 +151,7 @@ def test_the_agent_gets_what_exists_from_its_snapshot(setup: dict[str, Any]) -> 
 
 
 def test_the_answer_after_schema_steps_sees_calls_and_results_as_plain_text() -> None:
-    from sleuth.graphs.investigate.decide import ANSWER_REQUEST, answer_messages
+    from sleuth.graphs.investigate.decide import ANSWER_REQUEST, NO_TOOL_REQUEST, answer_messages
 
     call = {"id": "c1", "type": "function", "function": {"name": "list_scenes", "arguments": "{}"}}
     messages = [{"role": "system", "content": "You are Sleuth."}, {"role": "user", "content": "Which scenes?"},
@@ -162,7 +162,24 @@ def test_the_answer_after_schema_steps_sees_calls_and_results_as_plain_text() ->
     assert plain[2]["content"] == "I ran list_scenes({})."
     assert plain[3]["content"] == f"Result of list_scenes:\n- demo (rules v1)\n\n{ANSWER_REQUEST}"
     assert all("tool_calls" not in m for m in plain)
-    assert answer_messages(messages[:2]) == messages[:2]  # no tool ran: the question as it is
+    quiet = answer_messages(messages[:2])  # no tool ran: the question, and not to claim anything was seen
+    assert quiet[-1]["content"] == f"Which scenes?\n\n{NO_TOOL_REQUEST}" and "say nothing" in NO_TOOL_REQUEST
+    led = answer_messages(messages, lead="Detect on a.mp4: no event.")
+    assert led[-1]["content"].endswith('do not repeat it: "Detect on a.mp4: no event."')
+
+
+def test_the_answer_starts_with_the_steps_own_beginning() -> None:
+    """llama.cpp reuses its cached prompt only for a common beginning: the answer's prompt starts
+    with the step's system message and the person's message, hints included."""
+    from sleuth.graphs.investigate.decide import answer_messages, step_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "list_scenes", "arguments": "{}"}}
+    base = [{"role": "system", "content": "You are Sleuth."}, {"role": "user", "content": "scenes at 0:10?"}]
+    step = step_messages(base, tool_schemas())
+    answer = answer_messages(step_messages([*base, {"role": "assistant", "content": "", "tool_calls": [call]},
+                                            {"role": "tool", "tool_call_id": "c1", "name": "list_scenes",
+                                             "content": "- demo"}], tool_schemas()))
+    assert answer[:2] == step[:2] and "(Times: 0:10 = 10 s)" in step[1]["content"]
 
 
 def test_step_hints_spell_out_clock_times_and_the_video_a_word_names() -> None:
@@ -176,3 +193,49 @@ def test_step_hints_spell_out_clock_times_and_the_video_a_word_names() -> None:
     messages = step_messages([{"role": "system", "content": "S"}, {"role": "user", "content": "from 0:10 to 0:20"}],
                              [], inventory)
     assert messages[-1]["content"] == "from 0:10 to 0:20\n(Times: 0:10 = 10 s, 0:20 = 20 s)"
+
+
+def test_a_half_or_the_last_seconds_of_the_named_video_become_a_range() -> None:
+    from sleuth.graphs.investigate.decide import step_hints
+
+    inventory = Inventory(videos=["data/vtest.avi", "data/gate.mp4"], durations={"data/vtest.avi": 79.5})
+    assert step_hints("what is unusual in the second half of vtest.avi?", inventory)[-1] == \
+        "second half of vtest.avi = start_s 39.75, end_s 79.5"
+    assert step_hints("the first half of vtest", inventory)[-1] == "first half of vtest.avi = start_s 0, end_s 39.75"
+    assert step_hints("the last 10 seconds of vtest.avi", inventory)[-1] == \
+        "last 10 seconds of vtest.avi = start_s 69.5, end_s 79.5"
+    assert step_hints("the second half of gate.mp4", inventory) == ["Video named: data/gate.mp4"]  # length unknown
+    assert step_hints("the second half of both", inventory) == []  # no video named
+
+
+def test_a_video_that_does_not_exist_is_answered_without_running_another(setup: dict[str, Any]) -> None:  # noqa: F811
+    steps = Steps([{"tool": "show_frame", "arguments": {"video": str(setup["video"]), "time_s": 1.0}}],
+                  "There is no parking_lot.mp4.")
+    setup["script"].responder = steps
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"))  # context from disk
+    events = list(agent.send("t1", "show me the frame at 10 s of parking_lot.mp4"))
+    assert steps.step_requests == [] and not [event for event in events if event.type == "tool_start"]
+    assert events[-1].text == "There is no parking_lot.mp4."
+    request = setup["script"].requests[-1]["messages"][-1]["content"]
+    assert "There is no video parking_lot.mp4" in request and setup["video"].name in request
+
+
+def test_the_answer_starts_with_the_tools_own_headline(setup: dict[str, Any]) -> None:  # noqa: F811
+    from sleuth.graphs.investigate.graph import _for_model
+    from sleuth.graphs.investigate.tools import answer_lead
+
+    turn = [{"role": "tool", "name": "summarise_range", "content": "a.mp4 0:01.0-0:02.0: max 0.91\n- frame 3",
+             "lead": "a.mp4 0:01.0-0:02.0: max 0.91"}]
+    assert answer_lead(turn) == "a.mp4 0:01.0-0:02.0: max 0.91" and answer_lead([{**turn[0], "lead": ""}]) == ""
+    assert "lead" not in _for_model(turn[0])  # the endpoint never sees it
+
+
+def test_a_list_of_what_exists_is_answered_as_it_is(setup: dict[str, Any]) -> None:  # noqa: F811
+    """A small model retelling a list drops items; a turn that only listed answers with the list."""
+    steps = Steps([{"tool": "list_videos", "arguments": {}}, {"tool": "answer"}], "There is one video.")
+    setup["script"].responder = steps
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"))
+    events = list(agent.send("t1", "what videos are there?"))
+    assert events[-1].type == "answer", events[-1]
+    assert events[-1].text.startswith("Videos (") and f"- {setup['video']}" in events[-1].text, events[-1].text
+    assert "There is one video." not in events[-1].text  # no answer was asked of the model

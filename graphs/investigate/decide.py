@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ class Inventory(BaseModel):
     scenes: list[str] = Field(default_factory=list)
     galleries: list[str] = Field(default_factory=list)
     videos: list[str] = Field(default_factory=list)
+    durations: dict[str, float] = Field(default_factory=dict, description="Video path -> length in seconds.")
 
     def enum(self, argument: str, tool: str) -> list[str] | None:
         values = {"scene": [] if tool in CREATES_SCENE else self.scenes, "gallery": self.galleries,
@@ -119,54 +121,108 @@ def _name_tokens(path: str) -> set[str]:
     return {token for token in re.split(r"[^a-z0-9]+", stem) if token and token not in GENERIC}
 
 
-def step_hints(message: str, inventory: Inventory | None) -> list[str]:
+HALF = re.compile(r"\b(first|second|last)\s+half\b", re.IGNORECASE)
+LAST = re.compile(r"\blast\s+(\d+(?:\.\d+)?|ten|twenty|thirty|forty|fifty|sixty)\s*"
+                  r"(s|sec|secs|seconds?|min|minutes?)\b", re.IGNORECASE)
+NUMBER_WORDS = {"ten": 10, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60}
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the person's message says that a small model gets wrong, spelled out (:func:`read_message`)."""
+
+    times: list[str] = field(default_factory=list)  # "1:05 = 65 s"
+    missing: list[str] = field(default_factory=list)  # video files named that do not exist
+    named: list[str] = field(default_factory=list)  # listed videos a word names
+    ranges: list[str] = field(default_factory=list)  # "second half of vtest.avi = 39.8 to 79.5 s"
+
+    def lines(self) -> list[str]:
+        return [line for line in (
+            "Times: " + ", ".join(self.times) if self.times else "",
+            "Not among the videos: " + ", ".join(self.missing) if self.missing else "",
+            "Video named: " + ", ".join(self.named) if self.named else "",
+            "; ".join(self.ranges)) if line]
+
+    @property
+    def no_such_video(self) -> bool:
+        """The message names a video file that does not exist and no video that does: nothing to run."""
+        return bool(self.missing) and not self.named
+
+
+def _ranges(message: str, videos: list[str], durations: dict[str, float]) -> list[str]:
+    """``the second half`` or ``the last 10 seconds`` of the one named video, in seconds."""
+    known = [(path, durations[path]) for path in videos if durations.get(path)]
+    if len(known) != 1:
+        return []
+    path, length = known[0]
+    name, ranges = Path(path).name, []
+    for match in HALF.finditer(message):
+        start, end = (0.0, length / 2) if match.group(1).lower() == "first" else (length / 2, length)
+        ranges.append(f"{match.group(0)} of {name} = start_s {start:g}, end_s {end:g}")
+    for match in LAST.finditer(message):
+        amount = NUMBER_WORDS.get(match.group(1).lower()) or float(match.group(1))
+        seconds = amount * (60 if match.group(2).lower().startswith("min") else 1)
+        ranges.append(f"{match.group(0)} of {name} = start_s {max(0.0, length - seconds):g}, end_s {length:g}")
+    return ranges
+
+
+def read_message(message: str, inventory: Inventory | None) -> Hints:
     """What the step needs spelled out from the person's message: clock times in seconds (``1:05``
     is 65 s), video files it names that do not exist (the schema's video enum would otherwise make
-    the model pick another video), and the listed video that a word of the message names
+    the model pick another video), the listed video that a word of the message names
     (``GoldenEye`` names ``xd_GoldenEye_frames.mp4``: the word starts a part of exactly one video's
-    file name)."""
-    hints = []
+    file name), and a half or the last seconds of that video as a range in seconds (from its
+    length)."""
     times = [f"{m.group(0)} = {int(m.group(1)) * 60 + int(m.group(2)) + int(m.group(3) or 0) / 10:g} s"
              for m in CLOCK.finditer(message)]
-    if times:
-        hints.append("Times: " + ", ".join(times))
-    if inventory is not None:
-        listed = {Path(path).name.lower() for path in inventory.videos}
-        missing = [name for name in dict.fromkeys(VIDEO_FILE.findall(message)) if name.lower() not in listed]
-        if missing:
-            hints.append("Not among the videos: " + ", ".join(missing))
-    if inventory is not None and inventory.videos:
-        named: list[str] = []
-        tokens = {path: _name_tokens(path) for path in inventory.videos}
-        for word in {w for w in re.findall(r"[a-z0-9]+", message.lower()) if len(w) >= 4 and w not in GENERIC}:
-            matches = [path for path, parts in tokens.items() if any(part.startswith(word) for part in parts)]
-            if len(matches) == 1 and matches[0] not in named:
-                named.append(matches[0])
-        if named:
-            hints.append("Video named: " + ", ".join(sorted(named)))
-    return hints
+    if inventory is None:
+        return Hints(times=times)
+    listed = {Path(path).name.lower() for path in inventory.videos}
+    missing = [name for name in dict.fromkeys(VIDEO_FILE.findall(message)) if name.lower() not in listed]
+    named: list[str] = []
+    tokens = {path: _name_tokens(path) for path in inventory.videos}
+    for word in {w for w in re.findall(r"[a-z0-9]+", message.lower()) if len(w) >= 4 and w not in GENERIC}:
+        matches = [path for path, parts in tokens.items() if any(part.startswith(word) for part in parts)]
+        if len(matches) == 1 and matches[0] not in named:
+            named.append(matches[0])
+    named.sort()
+    return Hints(times=times, missing=missing, named=named, ranges=_ranges(message, named, inventory.durations))
 
 
-def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                  inventory: Inventory | None = None) -> list[dict[str, Any]]:
-    """``messages`` (system first) with the step instructions added to the system message and the
-    :func:`step_hints` of the person's last message added to it."""
-    instructions = load_prompt("investigate.step").messages(tools=tool_menu(tools), message="")[0]["content"]
-    system, *rest = messages
-    rest = list(rest)
+def step_hints(message: str, inventory: Inventory | None) -> list[str]:
+    """The lines of :func:`read_message`."""
+    return read_message(message, inventory).lines()
+
+
+def with_hints(messages: list[dict[str, Any]], inventory: Inventory | None) -> list[dict[str, Any]]:
+    """``messages`` with the :func:`step_hints` of the person's last message added to it."""
+    rest = list(messages)
     for position in range(len(rest) - 1, -1, -1):
         if rest[position]["role"] == "user":
             hints = step_hints(rest[position].get("content") or "", inventory)
             if hints:
                 rest[position] = {**rest[position], "content": f"{rest[position]['content']}\n({'; '.join(hints)})"}
             break
-    return [{"role": "system", "content": f"{system['content']}\n\n{instructions}"}, *rest]
+    return rest
 
 
-def answer_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def step_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                  inventory: Inventory | None = None) -> list[dict[str, Any]]:
+    """``messages`` (system first) with the step instructions added to the system message and the
+    :func:`step_hints` of the person's last message added to it. The answer is written after the
+    same beginning (:func:`answer_messages`), so llama.cpp reuses its cached prompt for it."""
+    instructions = load_prompt("investigate.step").messages(tools=tool_menu(tools), message="")[0]["content"]
+    system, *rest = messages
+    return [{"role": "system", "content": f"{system['content']}\n\n{instructions}"}, *with_hints(rest, inventory)]
+
+
+def answer_messages(messages: list[dict[str, Any]], *, lead: str = "", note: str = "") -> list[dict[str, Any]]:
     """``messages`` for writing the answer after schema steps: the tool calls and results of the
     conversation as plain text (a small model shown JSON calls keeps writing JSON calls instead of
-    an answer), ending with the request to answer from them."""
+    an answer), ending with the request to answer in plain sentences: from the results
+    (:data:`ANSWER_REQUEST`; ``lead``, the results' headline that the answer starts with, is not to
+    be repeated), or, when no tool ran, without claiming to have seen anything (:data:`NO_TOOL_REQUEST`).
+    ``note`` is added to the request (a video that does not exist)."""
     plain: list[dict[str, Any]] = []
     for message in messages:
         if message["role"] == "assistant" and message.get("tool_calls"):
@@ -178,8 +234,12 @@ def answer_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                           f"{message['content']}"})
         else:
             plain.append({"role": message["role"], "content": message.get("content") or ""})
-    if len(plain) > 1 and plain[-1]["role"] == "user" and plain[-1]["content"].startswith("Result of "):
-        plain.append({"role": "user", "content": ANSWER_REQUEST})
+    if len(plain) > 1 and plain[-1]["role"] == "user":
+        results = plain[-1]["content"].startswith("Result of ")
+        request = ANSWER_REQUEST if results else NO_TOOL_REQUEST
+        if results and lead:
+            request += f' I already read this line above your answer, so do not repeat it: "{lead}"'
+        plain.append({"role": "user", "content": f"{request} {note}".strip()})
     merged: list[dict[str, Any]] = []
     for message in plain:  # consecutive user turns as one (chat templates expect alternation)
         if merged and merged[-1]["role"] == message["role"] == "user":
@@ -189,13 +249,30 @@ def answer_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-ANSWER_REQUEST = ("Now answer my question in a few plain sentences from these results only: cite times, frames, "
-                  "rules and file paths from them, and say so if they do not answer it.")
+ANSWER_REQUEST = ("Now answer my question in a few plain sentences, not JSON, from these results only: cite times, "
+                  "frames, rules and file paths from them, name every item when I asked for a list, and say so if "
+                  "they do not answer it.")
+NO_TOOL_REQUEST = ("Now answer me in a few plain sentences, not JSON. No tool was run for this message, so say nothing "
+                   "about what a video shows.")
+
+
+def missing_video_note(hints: Hints, inventory: Inventory | None) -> str:
+    """For an answer to a message about a video that does not exist: say so and name those that do."""
+    if not hints.no_such_video:
+        return ""
+    videos = ", ".join(Path(path).name for path in (inventory.videos if inventory else [])[:15]) or "none"
+    return (f"There is no video {', '.join(hints.missing)} in the data folders, so nothing was run: tell me so "
+            f"and name the videos there are ({videos}).")
 
 
 def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                 max_tokens: int, inventory: Inventory | None = None) -> ToolCall | None:
-    """The next step: a tool call, or None to answer. ``messages`` start with the system message."""
+    """The next step: a tool call, or None to answer. ``messages`` start with the system message. A
+    message about a video that does not exist is answered without a step (the schema's video enum
+    would make the model run some other video)."""
+    question = next((m.get("content") or "" for m in reversed(messages) if m["role"] == "user"), "")
+    if len(messages) and messages[-1]["role"] == "user" and read_message(question, inventory).no_such_video:
+        return None
     step = runtime.gateway.structured_json(step_messages(messages, tools, inventory), step_schema(tools, inventory),
                                            max_tokens=max_tokens, temperature=0.0)
     if step["tool"] == ANSWER:

@@ -36,8 +36,16 @@ from sleuth.agents.faithfulness import RepeatStop
 from sleuth.datapaths import chat_dir
 from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.graphs.investigate.configuration import InvestigateConfig
-from sleuth.graphs.investigate.decide import Inventory, answer_messages, decide_step, use_schema
-from sleuth.graphs.investigate.tools import TOOLS, ToolContext
+from sleuth.graphs.investigate.decide import (
+    Inventory,
+    answer_messages,
+    decide_step,
+    missing_video_note,
+    read_message,
+    step_messages,
+    use_schema,
+)
+from sleuth.graphs.investigate.tools import TOOLS, ToolContext, ToolOutput, answer_lead, listing_answer
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ChatResult
 from sleuth.prompts import load_prompt
@@ -107,6 +115,11 @@ def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools
     return dataclasses.replace(result, text=guard.text) if streaming else result
 
 
+def _for_model(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as an endpoint takes it (a tool message's ``lead`` is the graph's own)."""
+    return {key: value for key, value in message.items() if key != "lead"}
+
+
 def current_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages since the person's last one."""
     for position in range(len(messages) - 1, -1, -1):
@@ -122,12 +135,14 @@ def _call_key(name: str, arguments: str) -> str:
         return name + arguments
 
 
-def fallback_answer(turn: list[dict[str, Any]]) -> str:
-    """When the model gives no answer text: what the tools of this turn returned, verbatim."""
+def fallback_answer(turn: list[dict[str, Any]], *, lead: bool = False) -> str:
+    """When the model gives no answer text: what the tools of this turn returned, verbatim (after a
+    ``lead``, the headline shown already, only the rest is said to be from the tools)."""
     results = [f"{message.get('name', 'tool')}: {message['content']}" for message in turn if message["role"] == "tool"]
     if not results:
         return "I could not produce an answer; please rephrase the question."
-    return "The model gave no summary; here is what the tools returned.\n" + "\n".join(results)
+    return ("The model gave no summary; here is what the tools returned.\n" if not lead else
+            "The tools returned:\n") + "\n".join(results)
 
 
 def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, context: Context,
@@ -145,11 +160,22 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
         turn = current_turn(state["messages"])
         now = context()
         snapshot = now if isinstance(now, Snapshot) else Snapshot(text=now)
-        messages = [system_message(snapshot.text), *state["messages"]]
+        messages = [system_message(snapshot.text), *(_for_model(message) for message in state["messages"])]
         tools = tool_schemas() if state.get("steps", 0) < config.max_steps else None
 
+        lead = answer_lead(turn)  # the results' headline, written by code: the answer starts with it
+
         def ask(tools: list[dict[str, Any]] | None) -> ChatResult:
-            chat = answer_messages(messages) if schema_steps and tools is None else messages
+            chat = messages
+            if tools is None:
+                if lead:
+                    writer({"type": "token", "text": lead + "\n\n"})
+                if schema_steps:  # after the steps' own beginning, which llama.cpp has cached
+                    question = next((m.get("content") or "" for m in reversed(state["messages"])
+                                     if m["role"] == "user"), "")
+                    note = missing_video_note(read_message(question, snapshot.inventory), snapshot.inventory)
+                    chat = answer_messages(step_messages(messages, tool_schemas(), snapshot.inventory), lead=lead,
+                                           note=note if not turn else "")
             return stream_agent_turn(thinker, chat, tools=tools, max_tokens=config.max_tokens,
                                      emit=lambda text: writer({"type": "token", "text": text}))
 
@@ -162,6 +188,10 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
             except StructuredOutputError:
                 step = None  # no valid step even under the schema: answer from what there is
             calls = [step] if step is not None and _call_key(step.name, json.dumps(step.arguments)) not in made else []
+            listed = None if calls else listing_answer(turn)
+            if listed is not None:  # only lists of what exists: they answer as they are
+                writer({"type": "token", "text": listed})
+                return {"messages": [{"role": "assistant", "content": listed}]}
             result = None if calls else ask(None)  # a repeated call counts as "answer" too
         else:
             result = ask(tools)
@@ -177,8 +207,10 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
         assert result is not None
         text = result.text.strip()
         if not text or _looks_like_a_call(text):
-            text = fallback_answer(turn)
+            text = fallback_answer(turn, lead=bool(lead))
             writer({"type": "token", "text": text})
+        if lead and not result.tool_calls:
+            text = f"{lead}\n\n{text}"
         return {"messages": [{"role": "assistant", "content": text}]}
 
     def route(state: InvestigateState) -> str:
@@ -194,10 +226,11 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
         replies, files = [], []
         for call in state["messages"][-1]["tool_calls"]:
             name = call["function"]["name"]
-            content, written = run_tool_call(name, call["function"]["arguments"], ctx, config, writer)
-            files += written
-            replies.append({"role": "tool", "tool_call_id": call["id"], "name": name,
-                            "content": content[:config.tool_result_chars]})
+            output = run_tool_call(name, call["function"]["arguments"], ctx, config, writer)
+            files += output.files
+            reply = {"role": "tool", "tool_call_id": call["id"], "name": name,
+                     "content": output.text[:config.tool_result_chars]}
+            replies.append({**reply, "lead": output.lead} if output.lead else reply)
         return {"messages": replies, "files": files, "steps": state.get("steps", 0) + 1}
 
     graph = StateGraph(InvestigateState)
@@ -210,31 +243,30 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
 
 
 def run_tool_call(name: str, raw_arguments: str, ctx: ToolContext, config: InvestigateConfig,
-                  writer: Callable[[dict[str, Any]], None]) -> tuple[str, list[str]]:
-    """The tool's text for the model and the files it wrote; asks for approval first where needed."""
+                  writer: Callable[[dict[str, Any]], None]) -> ToolOutput:
+    """The tool's text for the model, the files it wrote and its lead; asks for approval first where needed."""
     tool = TOOLS.get(name)
     if tool is None:
-        return f"error: there is no tool '{name}'; the tools are {', '.join(TOOLS)}", []
+        return ToolOutput(f"error: there is no tool '{name}'; the tools are {', '.join(TOOLS)}")
     try:
         arguments = json.loads(raw_arguments or "{}")
         args = tool.args.model_validate(arguments)
     except (json.JSONDecodeError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
-        return f"error: bad arguments for {name}: {where}: {str(first['msg']).removeprefix('Value error, ')}", []
+        return ToolOutput(f"error: bad arguments for {name}: {where}: "
+                          f"{str(first['msg']).removeprefix('Value error, ')}")
     if tool.confirm and config.confirm:
         decision = interrupt({"tool": name, "args": args.model_dump(), "question": tool.question(args)})
         if not (isinstance(decision, dict) and decision.get("approved")):
-            return f"The person declined to run {name}. Do not run it; ask what they would like instead.", []
+            return ToolOutput(f"The person declined to run {name}. Do not run it; ask what they would like instead.")
     writer({"type": "tool_start", "tool": name, "args": args.model_dump(exclude_none=True)})
     started = time.monotonic()
     try:
         with telemetry.tool_span(name):
             output = tool.run(ctx, args)
     except SleuthError as exc:
-        text, files = f"error: {exc.one_line()}", []
-    else:
-        text, files = output.text, output.files
-    writer({"type": "tool_end", "tool": name, "result": text[:400], "files": files,
+        output = ToolOutput(f"error: {exc.one_line()}")
+    writer({"type": "tool_end", "tool": name, "result": output.text[:400], "files": output.files,
             "seconds": round(time.monotonic() - started, 2)})
-    return text, files
+    return output

@@ -59,19 +59,25 @@ def default_context(runtime: Runtime, videos: int = 15) -> Snapshot:
         lines.append("Galleries: unknown")
     roots = allowed_roots(runtime.settings)
     inventory.videos = find_videos(roots, MAX_ENUM + 1)
-    lines.append("Videos: " + (", ".join(_with_duration(path) for path in inventory.videos[:videos]) or "none found"))
+    inventory.durations = {path: seconds for path in inventory.videos[:videos]
+                           if (seconds := _length(path)) is not None}
+    lines.append("Videos: " + (", ".join(_with_duration(path, inventory.durations.get(path))
+                                         for path in inventory.videos[:videos]) or "none found"))
     lines.append("Data folders: " + ", ".join(str(root) for root in roots))
     return Snapshot(text="\n".join(lines), inventory=inventory)
 
 
-def _with_duration(path: str) -> str:
+def _with_duration(path: str, seconds: float | None) -> str:
     """``path (79.5 s)``: the model needs a video's length for "the second half" or "the last ten
     seconds"; a file that cannot be read is listed as it is (the tool will say why)."""
+    return path if seconds is None else f"{path} ({seconds:.1f} s)"
+
+
+def _length(path: str) -> float | None:
     try:
-        duration = _duration(path, Path(path).stat().st_mtime_ns)
+        return _duration(path, Path(path).stat().st_mtime_ns)
     except OSError:
-        return path
-    return path if duration is None else f"{path} ({duration:.1f} s)"
+        return None
 
 
 @functools.lru_cache(maxsize=512)

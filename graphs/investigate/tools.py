@@ -27,8 +27,19 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 @dataclass
 class ToolOutput:
+    """What a tool returns: ``text`` for the model, ``files`` it wrote, and a ``lead``: the result's
+    headline in one sentence (scores, events), which the answer starts with as it is, so the numbers
+    a person reads first are the tool's, not a model's retelling."""
+
     text: str
     files: list[str] = field(default_factory=list)
+    lead: str = ""
+
+
+def answer_lead(turn: list[dict[str, Any]]) -> str:
+    """The ``lead`` of this turn's last tool result that has one (tool messages carry it)."""
+    return next((message.get("lead") or "" for message in reversed(turn)
+                 if message["role"] == "tool" and message.get("lead")), "")
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Tool:
     args: type[BaseModel]
     run: Callable[[ToolContext, Any], ToolOutput]
     confirm: bool = False
+    listing: bool = False  # its result answers as it is (a list of what exists): no model retells it
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI tool definition the LLM sees."""
@@ -183,6 +195,11 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{rest:04.1f}"
 
 
+def _listing(what: str, names: list[str]) -> str:
+    """``Videos (3): a.mp4, b.avi, c.mp4.``: a list tool's lead names every item."""
+    return f"{what} ({len(names)}): {', '.join(names)}." if names else ""
+
+
 # -- tools --------------------------------------------------------------------------------------
 
 def list_scenes(ctx: ToolContext, args: NoArgs) -> ToolOutput:
@@ -195,7 +212,8 @@ def list_scenes(ctx: ToolContext, args: NoArgs) -> ToolOutput:
         detail = "" if profile is None else \
             f" (rules v{profile.rules_version}, calibrated on {', '.join(Path(f).name for f in profile.footage)})"
         lines.append(f"- {scene}{detail}")
-    return ToolOutput("\n".join(lines) or "No scene is calibrated yet (calibrate one on normal footage).")
+    return ToolOutput("\n".join(lines) or "No scene is calibrated yet (calibrate one on normal footage).",
+                      lead=_listing("Scenes", store.scenes()))
 
 
 def find_videos(roots: list[Path], limit: int) -> list[str]:
@@ -215,7 +233,8 @@ def list_videos(ctx: ToolContext, args: VideoFolder) -> ToolOutput:
     roots = [resolve_data_path(ctx.runtime.settings, args.folder)] if args.folder else \
         allowed_roots(ctx.runtime.settings)
     found = find_videos(roots, 40)
-    return ToolOutput("\n".join(f"- {path}" for path in found) or "No videos in the data folders.")
+    return ToolOutput("\n".join(f"- {path}" for path in found) or "No videos in the data folders.",
+                      lead=_listing("Videos", [Path(path).name for path in found]))
 
 
 def list_galleries(ctx: ToolContext, args: NoArgs) -> ToolOutput:
@@ -224,7 +243,8 @@ def list_galleries(ctx: ToolContext, args: NoArgs) -> ToolOutput:
     with GalleryStore(ctx.runtime.settings) as store:
         infos = store.galleries()
     return ToolOutput("\n".join(f"- {info.name}: {info.items} items from {', '.join(Path(v).name for v in info.videos)}"
-                                for info in infos) or "No galleries (build one with `sleuth index`).")
+                                for info in infos) or "No galleries (build one with `sleuth index`).",
+                      lead=_listing("Galleries", [info.name for info in infos]))
 
 
 def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
@@ -242,7 +262,8 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
     from sleuth.reports import score_plot_png
 
     plot.write_bytes(score_plot_png(report))
-    lines = [f"detect on {video.name}, scene {args.scene}, rules v{report.rules_version}: "
+    span = f"{_clock(report.frames[0].time_s)}-{_clock(report.frames[-1].time_s)}" if report.frames else "no frames"
+    lines = [f"detect on {video.name} {span}, scene {args.scene}, rules v{report.rules_version}: "
              f"{len(report.frames)} frames, {len(report.events)} event(s)."]
     for event in report.events:
         rules = "; ".join(event.broken_rules) or "no rule named"
@@ -252,7 +273,11 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
     for event in report.dismissed:
         lines.append(f"- dismissed candidate {event.id}: {_clock(event.start_s)}-{_clock(event.end_s)}; "
                      f"{event.reason or 'judged normal by the LLM'}")
-    return ToolOutput("\n".join(lines), [str(plot), str(html)])
+    events = "; ".join(f"event {event.id} {_clock(event.start_s)}-{_clock(event.end_s)} (peak {event.peak_score:.2f} "
+                       f"at {_clock(event.peak_s)})" for event in report.events)
+    lead = (f"Detect on {video.name} {span}, scene {args.scene}: " +
+            (f"{len(report.events)} event(s): {events}." if report.events else "no event."))
+    return ToolOutput("\n".join(lines), [str(plot), str(html)], lead=lead)
 
 
 def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
@@ -319,7 +344,8 @@ def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
     _, stop = frame_range(video, None, args.end_s)
     result = run_calibrate([video], scene=args.scene, config=CalibrateConfig(stop=stop), runtime=ctx.runtime,
                            progress=ctx.progress)
-    return ToolOutput(f"scene {args.scene} calibrated on {result.frames} frames of {video.name}; rules "
+    span = f"0:00.0-{_clock(args.end_s)}" if args.end_s is not None else "the whole video"
+    return ToolOutput(f"scene {args.scene} calibrated on {result.frames} frames of {video.name} ({span}); rules "
                       f"v{result.rules_version}: anomaly: {'; '.join(result.anomaly_rules) or 'none'}; normal: "
                       f"{'; '.join(result.normal_rules) or 'none'}")
 
@@ -405,7 +431,7 @@ def summarise_range(ctx: ToolContext, args: SummaryArgs) -> ToolOutput:
     lines += [f"- frame {frames[i].index} ({_clock(frames[i].time_s)}): {captions[i]}" for i in picks]
     plot = ctx.path(f"range-{video.stem}-{start}", ".png")
     plot.write_bytes(range_plot([f.time_s for f in frames], scores))
-    return ToolOutput("\n".join(lines), [str(plot)])
+    return ToolOutput("\n".join(lines), [str(plot)], lead=lines[0])
 
 
 def contact_sheet(images: list[np.ndarray], labels: list[str], width: int = 240) -> np.ndarray:
@@ -470,8 +496,20 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          "For: add, remove, delete or change a rule.", RuleEditArgs, propose_rule_edit, confirm=True),
     Tool("list_rules", "The change log of a scene's rules: each stored version with when, by whom and how many "
          "rules. Not the rule texts.", SceneArgs, list_rules),
-    Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes),
-    Tool("list_videos", "List the video files in the data folders, or in one folder.", VideoFolder, list_videos),
+    Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes,
+         listing=True),
+    Tool("list_videos", "List the video files in the data folders, or in one folder.", VideoFolder, list_videos,
+         listing=True),
     Tool("list_galleries", "List the galleries that search can look in, with their sizes.", NoArgs,
-         list_galleries),
+         list_galleries, listing=True),
 ]}
+
+
+def listing_answer(turn: list[dict[str, Any]]) -> str | None:
+    """The answer to a turn whose tools only listed what exists: their results as they are (a model
+    retelling a list drops items), or None when another tool ran or none did."""
+    results = [message for message in turn if message["role"] == "tool"]
+    if not results or not all(message.get("name") in TOOLS and TOOLS[message["name"]].listing for message in results):
+        return None
+    return "\n\n".join(f"{message['lead']}\n{message['content']}" if message.get("lead") else message["content"]
+                        for message in results)
