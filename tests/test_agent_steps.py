@@ -239,3 +239,13 @@ def test_a_list_of_what_exists_is_answered_as_it_is(setup: dict[str, Any]) -> No
     assert events[-1].type == "answer", events[-1]
     assert events[-1].text.startswith("Videos (") and f"- {setup['video']}" in events[-1].text, events[-1].text
     assert "There is one video." not in events[-1].text  # no answer was asked of the model
+
+
+def test_a_calibration_is_answered_as_stored_but_a_detect_is_explained() -> None:
+    from sleuth.graphs.investigate.tools import verbatim_answer
+
+    stored = {"role": "tool", "name": "calibrate", "content": "Scene lobby calibrated on 201 frames of a.mp4 "
+              "(0:00.0-0:20.0); rules v1, 1 anomaly and 1 normal:\n- anomaly: Cycling\n- normal: Walking"}
+    assert verbatim_answer([stored]) == stored["content"]
+    detect = {"role": "tool", "name": "detect", "content": "detect on a.mp4 ...", "lead": "Detect on a.mp4: no event."}
+    assert verbatim_answer([stored, detect]) is None and verbatim_answer([]) is None

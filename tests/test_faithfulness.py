@@ -176,3 +176,18 @@ def test_a_place_in_the_picture_no_caption_gives_is_caught() -> None:
     assert unsupported("A person rides a bicycle at the bottom of the frame.", evidence) is None
     assert unsupported("A cyclist crosses the lower part of the picture.", evidence) is None
     assert unsupported("Nobody is in the middle.", evidence) is None  # a claim of absence stays
+
+
+def test_sentences_that_only_restate_the_lead_are_left_out() -> None:
+    """The 1.5B, told the analyst already sees the range's headline, still wrote it out again."""
+    from sleuth.agents.faithfulness import RepeatStop
+
+    lead = ("vtest.avi 0:10.0-0:20.0 (101 frames), scene campus: anomaly score mean 0.38, max 0.77 at 0:15.3 "
+            "(frame 153); 27 frames above the alarm threshold 0.5.")
+    answer = ("The scene campus has an anomaly score mean of 0.38 and a maximum of 0.77 at frame 153. "
+              "There are 27 frames above the alarm threshold of 0.5. The peak is at 15.3 s. "
+              "A cyclist passes at 15 s and 18.2 s.")
+    guard = RepeatStop(known=lead)
+    shown = guard.feed(answer) + guard.finish()
+    assert shown == guard.text == "The peak is at 15.3 s. A cyclist passes at 15 s and 18.2 s."
+    assert not guard.stopped

@@ -7,7 +7,10 @@
   written out by a small model. On the embedded llama.cpp endpoint (``tool_mode``) the step is
   first decided under a JSON schema built from the tools (:mod:`.decide`: a real tool with valid
   arguments, or "answer"), and only an answer is streamed. After ``max_steps`` tool rounds the
-  tools are withheld, so the model must answer.
+  tools are withheld, so the model must answer. The answer starts with the last result's **lead**,
+  a headline written by code (detect's span and events, a range's scores, search's best match), and
+  a turn whose tools only listed what exists or stored a calibration answers with their results as
+  they are (``Tool.verbatim``): a small model retelling a list drops items and adds others.
 - **tools**: runs the calls of the last assistant message. A tool that changes stored state or
   starts a long job first pauses the graph with ``interrupt()`` and runs only if the person
   approves (``Command(resume={"approved": True})``); a declined call is reported to the model.
@@ -45,7 +48,7 @@ from sleuth.graphs.investigate.decide import (
     step_messages,
     use_schema,
 )
-from sleuth.graphs.investigate.tools import TOOLS, ToolContext, ToolOutput, answer_lead, listing_answer
+from sleuth.graphs.investigate.tools import TOOLS, ToolContext, ToolOutput, answer_lead, verbatim_answer
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ChatResult
 from sleuth.prompts import load_prompt
@@ -82,12 +85,13 @@ def _looks_like_a_call(head: str) -> bool:
 
 
 def stream_agent_turn(runtime: Runtime, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                      max_tokens: int, emit: Callable[[str], None]) -> ChatResult:
+                      max_tokens: int, emit: Callable[[str], None], known: str = "") -> ChatResult:
     """One model call; ``emit`` gets the answer's text as it streams, a sentence at a time (tool-call
     text is held back). A sentence that repeats an earlier one ends the answer there and stops the
-    model (:class:`~sleuth.agents.faithfulness.RepeatStop`)."""
+    model; one that only restates ``known`` (the lead shown above) is left out
+    (:class:`~sleuth.agents.faithfulness.RepeatStop`)."""
     head, streaming, result = "", None, None
-    guard = RepeatStop()
+    guard = RepeatStop(known)
     stream = runtime.gateway.stream_chat(messages, tools=tools, max_tokens=max_tokens)
     for piece in stream:
         if isinstance(piece, ChatResult):
@@ -177,7 +181,8 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
                     chat = answer_messages(step_messages(messages, tool_schemas(), snapshot.inventory), lead=lead,
                                            note=note if not turn else "")
             return stream_agent_turn(thinker, chat, tools=tools, max_tokens=config.max_tokens,
-                                     emit=lambda text: writer({"type": "token", "text": text}))
+                                     emit=lambda text: writer({"type": "token", "text": text}),
+                                     known=lead if tools is None else "")
 
         made = {_call_key(call["function"]["name"], call["function"]["arguments"])
                 for message in turn for call in message.get("tool_calls") or []}
@@ -188,8 +193,8 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
             except StructuredOutputError:
                 step = None  # no valid step even under the schema: answer from what there is
             calls = [step] if step is not None and _call_key(step.name, json.dumps(step.arguments)) not in made else []
-            listed = None if calls else listing_answer(turn)
-            if listed is not None:  # only lists of what exists: they answer as they are
+            listed = None if calls else verbatim_answer(turn)
+            if listed is not None:  # only lists of what exists, or what was stored: they answer as they are
                 writer({"type": "token", "text": listed})
                 return {"messages": [{"role": "assistant", "content": listed}]}
             result = None if calls else ask(None)  # a repeated call counts as "answer" too
@@ -206,11 +211,11 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
                 for call in calls[:3]]}]}
         assert result is not None
         text = result.text.strip()
-        if not text or _looks_like_a_call(text):
+        if _looks_like_a_call(text) or not (text or lead):
             text = fallback_answer(turn, lead=bool(lead))
             writer({"type": "token", "text": text})
-        if lead and not result.tool_calls:
-            text = f"{lead}\n\n{text}"
+        if lead and not result.tool_calls:  # the lead alone when the model only restated it
+            text = f"{lead}\n\n{text}".strip()
         return {"messages": [{"role": "assistant", "content": text}]}
 
     def route(state: InvestigateState) -> str:

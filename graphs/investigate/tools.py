@@ -60,7 +60,7 @@ class Tool:
     args: type[BaseModel]
     run: Callable[[ToolContext, Any], ToolOutput]
     confirm: bool = False
-    listing: bool = False  # its result answers as it is (a list of what exists): no model retells it
+    verbatim: bool = False  # its result answers as it is (what exists or was stored): no model retells it
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI tool definition the LLM sees."""
@@ -325,6 +325,11 @@ def search(ctx: ToolContext, args: SearchArgs) -> ToolOutput:
         item = entry.item
         lines.append(f"{number}. {Path(item.video).name} frame {item.frame} at {_clock(item.time_s)} ({item.kind}), "
                      f"score {entry.score:.3f}: {item.caption}")
+    best = result.results[0] if result.results else None
+    lead = (f"Search '{result.query}' in {args.gallery}: {len(result.results)} results ranked by likeness; the best is "
+            f"{Path(best.item.video).name} frame {best.item.frame} at {_clock(best.item.time_s)} ({best.item.kind}, "
+            f"score {best.score:.3f}): {best.item.caption.split('. ')[0].rstrip('.')}." if best else
+            f"Search '{result.query}' in {args.gallery}: no results.")
     files = [str(page)]
     if result.results:
         from sleuth.memory.gallery import item_image
@@ -333,7 +338,7 @@ def search(ctx: ToolContext, args: SearchArgs) -> ToolOutput:
             files.insert(0, _write_jpeg(ctx, item_image(result.results[0].item), "search-top"))
         except SleuthError:
             pass
-    return ToolOutput("\n".join(lines), files)
+    return ToolOutput("\n".join(lines), files, lead=lead)
 
 
 def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
@@ -345,9 +350,11 @@ def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
     result = run_calibrate([video], scene=args.scene, config=CalibrateConfig(stop=stop), runtime=ctx.runtime,
                            progress=ctx.progress)
     span = f"0:00.0-{_clock(args.end_s)}" if args.end_s is not None else "the whole video"
-    return ToolOutput(f"scene {args.scene} calibrated on {result.frames} frames of {video.name} ({span}); rules "
-                      f"v{result.rules_version}: anomaly: {'; '.join(result.anomaly_rules) or 'none'}; normal: "
-                      f"{'; '.join(result.normal_rules) or 'none'}")
+    rules = [f"- anomaly: {text}" for text in result.anomaly_rules] + [f"- normal: {text}" for text in
+                                                                      result.normal_rules]
+    return ToolOutput("\n".join([f"Scene {args.scene} calibrated on {result.frames} frames of {video.name} ({span}); "
+                                 f"rules v{result.rules_version}, {len(result.anomaly_rules)} anomaly and "
+                                 f"{len(result.normal_rules)} normal:", *rules]))
 
 
 def list_rules(ctx: ToolContext, args: SceneArgs) -> ToolOutput:
@@ -489,7 +496,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          RangeArgs, show_clip),
     Tool("calibrate", "Create a scene or calibrate it again from normal footage (trains the proposer, induces "
          "rules). For: calibrate, set up or create a scene, teach the normal activity of a camera.",
-         CalibrateArgs, calibrate, confirm=True),
+         CalibrateArgs, calibrate, confirm=True, verbatim=True),
     Tool("show_rules", "Show the rule texts of a scene, anomaly and normal (the latest version, or a given one). "
          "For: what rules, what counts as an anomaly or as normal.", ShowRulesArgs, show_rules),
     Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms. "
@@ -497,19 +504,20 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
     Tool("list_rules", "The change log of a scene's rules: each stored version with when, by whom and how many "
          "rules. Not the rule texts.", SceneArgs, list_rules),
     Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes,
-         listing=True),
+         verbatim=True),
     Tool("list_videos", "List the video files in the data folders, or in one folder.", VideoFolder, list_videos,
-         listing=True),
+         verbatim=True),
     Tool("list_galleries", "List the galleries that search can look in, with their sizes.", NoArgs,
-         list_galleries, listing=True),
+         list_galleries, verbatim=True),
 ]}
 
 
-def listing_answer(turn: list[dict[str, Any]]) -> str | None:
-    """The answer to a turn whose tools only listed what exists: their results as they are (a model
-    retelling a list drops items), or None when another tool ran or none did."""
+def verbatim_answer(turn: list[dict[str, Any]]) -> str | None:
+    """The answer to a turn whose tools only listed what exists or stored something (a calibration):
+    their results as they are (a model retelling a list drops items and adds others), or None when
+    another tool ran or none did."""
     results = [message for message in turn if message["role"] == "tool"]
-    if not results or not all(message.get("name") in TOOLS and TOOLS[message["name"]].listing for message in results):
+    if not results or not all(message.get("name") in TOOLS and TOOLS[message["name"]].verbatim for message in results):
         return None
     return "\n\n".join(f"{message['lead']}\n{message['content']}" if message.get("lead") else message["content"]
                         for message in results)
