@@ -338,6 +338,8 @@ def _data_file(data: Path, relative: str) -> Path:
 
 def ask(investigator: Any, thread_id: str, question: str) -> Turn:
     """One question through the whole agent (confirmations approved), with what it cost."""
+    from sleuth.graphs.investigate.tools import result_text
+
     runtimes = (investigator.runtime, investigator.agent_runtime)
     logs = list({id(r.gateway.usage): r.gateway.usage for r in runtimes}.values())
     before = [len(log.records) for log in logs]
@@ -367,8 +369,7 @@ def ask(investigator: Any, thread_id: str, question: str) -> Turn:
                 arguments = {"raw": call["function"]["arguments"]}
             turn.calls.append((call["function"]["name"], arguments))
         if message["role"] == "tool":  # with its lead, the headline that code wrote from the same result
-            lead = message.get("lead")
-            turn.results.append(f"{lead}\n{message['content']}" if lead else message["content"])
+            turn.results.append(result_text(message))
     records = [record for log, start in zip(logs, before, strict=True) for record in log.records[start:]]
     turn.llm_calls = len(records)
     turn.prompt_tokens = sum(r.prompt_tokens for r in records)

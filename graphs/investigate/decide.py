@@ -194,6 +194,11 @@ def step_hints(message: str, inventory: Inventory | None) -> list[str]:
     return read_message(message, inventory).lines()
 
 
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the person's last message ("" when there is none)."""
+    return next((message.get("content") or "" for message in reversed(messages) if message["role"] == "user"), "")
+
+
 def with_hints(messages: list[dict[str, Any]], inventory: Inventory | None) -> list[dict[str, Any]]:
     """``messages`` with the :func:`step_hints` of the person's last message added to it."""
     rest = list(messages)
@@ -270,8 +275,7 @@ def decide_step(runtime: Runtime, messages: list[dict[str, Any]], tools: list[di
     """The next step: a tool call, or None to answer. ``messages`` start with the system message. A
     message about a video that does not exist is answered without a step (the schema's video enum
     would make the model run some other video)."""
-    question = next((m.get("content") or "" for m in reversed(messages) if m["role"] == "user"), "")
-    if len(messages) and messages[-1]["role"] == "user" and read_message(question, inventory).no_such_video:
+    if messages[-1]["role"] == "user" and read_message(last_user_text(messages), inventory).no_such_video:
         return None
     step = runtime.gateway.structured_json(step_messages(messages, tools, inventory), step_schema(tools, inventory),
                                            max_tokens=max_tokens, temperature=0.0)

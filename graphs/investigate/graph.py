@@ -43,6 +43,7 @@ from sleuth.graphs.investigate.decide import (
     Inventory,
     answer_messages,
     decide_step,
+    last_user_text,
     missing_video_note,
     read_message,
     step_messages,
@@ -175,11 +176,10 @@ def build_graph(runtime: Runtime, config: InvestigateConfig | None = None, *, co
                 if lead:
                     writer({"type": "token", "text": lead + "\n\n"})
                 if schema_steps:  # after the steps' own beginning, which llama.cpp has cached
-                    question = next((m.get("content") or "" for m in reversed(state["messages"])
-                                     if m["role"] == "user"), "")
-                    note = missing_video_note(read_message(question, snapshot.inventory), snapshot.inventory)
+                    note = "" if turn else missing_video_note(read_message(last_user_text(messages),
+                                                                           snapshot.inventory), snapshot.inventory)
                     chat = answer_messages(step_messages(messages, tool_schemas(), snapshot.inventory), lead=lead,
-                                           note=note if not turn else "")
+                                           note=note)
             return stream_agent_turn(thinker, chat, tools=tools, max_tokens=config.max_tokens,
                                      emit=lambda text: writer({"type": "token", "text": text}),
                                      known=lead if tools is None else "")

@@ -36,6 +36,11 @@ class ToolOutput:
     lead: str = ""
 
 
+def result_text(message: dict[str, Any]) -> str:
+    """A tool message as a person reads it: its lead (if any), then its text."""
+    return f"{message['lead']}\n{message['content']}" if message.get("lead") else message["content"]
+
+
 def answer_lead(turn: list[dict[str, Any]]) -> str:
     """The ``lead`` of this turn's last tool result that has one (tool messages carry it)."""
     return next((message.get("lead") or "" for message in reversed(turn)
@@ -206,14 +211,15 @@ def list_scenes(ctx: ToolContext, args: NoArgs) -> ToolOutput:
     from sleuth.memory.scenes import SceneStore
 
     store = SceneStore(ctx.runtime.settings)
+    scenes = store.scenes()
     lines = []
-    for scene in store.scenes():
+    for scene in scenes:
         profile = store.load(scene)
         detail = "" if profile is None else \
             f" (rules v{profile.rules_version}, calibrated on {', '.join(Path(f).name for f in profile.footage)})"
         lines.append(f"- {scene}{detail}")
     return ToolOutput("\n".join(lines) or "No scene is calibrated yet (calibrate one on normal footage).",
-                      lead=_listing("Scenes", store.scenes()))
+                      lead=_listing("Scenes", scenes))
 
 
 def find_videos(roots: list[Path], limit: int) -> list[str]:
@@ -519,5 +525,4 @@ def verbatim_answer(turn: list[dict[str, Any]]) -> str | None:
     results = [message for message in turn if message["role"] == "tool"]
     if not results or not all(message.get("name") in TOOLS and TOOLS[message["name"]].verbatim for message in results):
         return None
-    return "\n\n".join(f"{message['lead']}\n{message['content']}" if message.get("lead") else message["content"]
-                        for message in results)
+    return "\n\n".join(result_text(message) for message in results)
