@@ -139,6 +139,16 @@ def test_a_repeated_call_makes_the_model_answer_and_an_empty_answer_shows_the_to
     assert answer.type == "answer" and "v1" in answer.text and "list_rules" in answer.text
 
 
+def test_a_long_tool_runs_once_a_turn_on_a_video_whatever_its_other_arguments() -> None:
+    from sleuth.graphs.investigate.graph import _call_key
+
+    first = _call_key("explain", json.dumps({"video": "a.mp4", "scene": "gate"}))
+    assert _call_key("explain", json.dumps({"video": "a.mp4", "scene": "gate", "event": 2})) == first
+    assert _call_key("explain", json.dumps({"video": "b.mp4", "scene": "gate"})) != first
+    assert _call_key("show_frame", json.dumps({"video": "a.mp4", "time_s": 1})) != _call_key(
+        "show_frame", json.dumps({"video": "a.mp4", "time_s": 2}))  # quick tools: every argument counts
+
+
 def test_first_tool_call_reports_the_choice_without_running_it(setup: dict[str, Any]) -> None:
     setup["script"].responder = Script(_call("search", query="a man running", gallery="campus", top_k=5))
     name, arguments, ttft, seconds = first_tool_call("find a man running", runtime=setup["runtime"],

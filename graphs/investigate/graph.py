@@ -134,10 +134,15 @@ def current_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _call_key(name: str, arguments: str) -> str:
+    """What makes two calls the same: all their arguments, or only the video for a tool that runs
+    once a turn (``Tool.once``: the 1.5B re-ran explain with another event after a detect)."""
     try:
-        return name + json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+        parsed = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         return name + arguments
+    if name in TOOLS and TOOLS[name].once and isinstance(parsed, dict):
+        parsed = {"video": parsed.get("video")}
+    return name + json.dumps(parsed, sort_keys=True)
 
 
 def fallback_answer(turn: list[dict[str, Any]], *, lead: bool = False) -> str:

@@ -66,6 +66,7 @@ class Tool:
     run: Callable[[ToolContext, Any], ToolOutput]
     confirm: bool = False
     verbatim: bool = False  # its result answers as it is (what exists or was stored): no model retells it
+    once: bool = False  # minutes of work: runs at most once a turn on a video, whatever its other arguments
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI tool definition the LLM sees."""
@@ -489,10 +490,10 @@ def range_plot(times: list[float], scores: np.ndarray) -> bytes:
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
     Tool("detect", "Detect anomalies in a video, or a time range of it, with a calibrated scene's rules: events "
          "with times, frames, broken rules and reasons, a score plot and a report. For: is anything unusual, scan "
-         "for anomalies, check a video.", DetectArgs, detect, confirm=True),
+         "for anomalies, check a video.", DetectArgs, detect, confirm=True, once=True),
     Tool("explain", "Explain why a video, or one numbered event of its latest detect run, is or is not anomalous, "
          "at clip, event and video level. For: why was event N flagged, describe what happens and whether it is "
-         "anomalous.", ExplainArgs, explain, confirm=True),
+         "anomalous.", ExplainArgs, explain, confirm=True, once=True),
     Tool("search", "Find people, objects or actions by a text description in an indexed gallery. For: find, "
          "search for, is there someone who.", SearchArgs, search),
     Tool("summarise_range", "Summarise a time range of a video for a scene: anomaly scores (mean, peak and when) "
@@ -502,7 +503,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          RangeArgs, show_clip),
     Tool("calibrate", "Create a scene or calibrate it again from normal footage (trains the proposer, induces "
          "rules). For: calibrate, set up or create a scene, teach the normal activity of a camera.",
-         CalibrateArgs, calibrate, confirm=True, verbatim=True),
+         CalibrateArgs, calibrate, confirm=True, verbatim=True, once=True),
     Tool("show_rules", "Show the rule texts of a scene, anomaly and normal (the latest version, or a given one). "
          "For: what rules, what counts as an anomaly or as normal.", ShowRulesArgs, show_rules),
     Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms. "
