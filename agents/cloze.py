@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from sleuth import telemetry
 from sleuth.errors import StructuredOutputError
 from sleuth.llm.gateway import Gateway, user_message
+from sleuth.memory.gallery import GalleryItem
 from sleuth.prompts import load_prompt
 
 UNKNOWN = "UNKNOWN"
@@ -310,3 +311,27 @@ def rank_positions(matched: Mapping[str, int]) -> dict[str, int]:
 def fuse(s1: float, rank: int | None, *, a1: float, a2: float, beta: float) -> float:
     """``S = a1*S1 + a2*beta**n`` for a re-ranked candidate; ``a1*S1`` for one outside the top-N."""
     return a1 * s1 + (a2 * beta ** rank if rank is not None else 0.0)
+
+
+# -- what a search returns: ranked gallery items, each with its cloze completion as evidence --
+
+class RankedItem(BaseModel):
+    item: GalleryItem
+    s1: float = Field(description="Retrieval similarity (cosine).")
+    rank: int | None = Field(default=None, description="n among the re-ranked top-N (0 best, ties share); None "
+                             "outside the top-N.")
+    score: float = Field(description="Fused score S = a1*S1 + a2*beta**n (a1*S1 outside the top-N).")
+    completion: Completion | None = None
+
+
+class SearchResult(BaseModel):
+    query: str
+    gallery: str
+    retriever: str = Field(description="The retriever model and the gallery vector it searched.")
+    cloze: Cloze | None = None
+    results: list[RankedItem] = Field(default_factory=list, description="Fused order, best first.")
+    retrieval: list[RankedItem] = Field(default_factory=list, description="The same items in retrieval order.")
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0

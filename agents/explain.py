@@ -27,10 +27,9 @@ from pydantic import BaseModel, Field
 from sleuth import telemetry
 from sleuth.agents.faithfulness import Evidence, clean
 from sleuth.errors import StructuredOutputError
-from sleuth.graphs.detect.state import VideoEvent
-from sleuth.graphs.explain.state import Judgment
 from sleuth.llm.gateway import Gateway, user_message
 from sleuth.prompts import load_prompt
+from sleuth.records import Judgment, VideoEvent
 
 NO_RULES = "(none given: judge what would be unusual, dangerous or out of place for this camera's scene)"
 

@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sleuth.agents.times import cited_times, numbers
+
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey", "gray")
 DIRECTIONS = {"left": ("left",), "right": ("right",), "toward": ("toward", "towards"), "away": ("away",)}
 # places in the picture, as the structured captioner writes them ("at the bottom left", "in the centre")
@@ -66,8 +68,6 @@ NEGATION = re.compile(r"\b(no|not|none|nothing|neither|nor|never|without|nobody|
                       r"doesn't|don't)\b|n't\b")
 META = re.compile(r"\b(verdict|contradict\w*|the prompt|instructions?|json|the task)\b")
 PLAIN = re.compile(r"^[A-Za-z0-9 ,.;:'()%/+&?!\-]*$")  # the prose the grammar allows (see agents/explain.py)
-TIME = re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b")
-CLOCK = re.compile(r"\b(\d{1,2}):(\d{2}(?:\.\d+)?)\b")
 FRAMES = re.compile(r"\bframes?\s+((?:\d+(?:\s*(?:,|and|to|-)\s*)?)+)")
 
 
@@ -128,7 +128,7 @@ class RepeatStop:
         self.stopped = False
         self._seen: list[set[str]] = []
         self._keys: set[str] = set()
-        self._known = set(_numbers(known))
+        self._known = set(numbers(known))
 
     def feed(self, piece: str) -> str:
         if self.stopped:
@@ -146,8 +146,8 @@ class RepeatStop:
         return "" if self.stopped else self._release(rest, "")
 
     def _release(self, sentence: str, separator: str) -> str:
-        numbers = _numbers(sentence)
-        if self._known and len(numbers) >= 2 and set(numbers) <= self._known:
+        given = numbers(sentence)
+        if self._known and len(given) >= 2 and set(given) <= self._known:
             return ""  # says again what the reader sees above
         key = _key(sentence)
         words = set(key.split())
@@ -162,15 +162,8 @@ class RepeatStop:
         return sentence + separator
 
 
-def _numbers(text: str) -> list[float]:
-    """The numbers of a text, clock times as their parts ("0:15.3" gives 0 and 15.3)."""
-    return [float(number) for number in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", text)]
-
-
 def _times_in(sentence: str) -> list[float]:
-    found = [float(value) for value in TIME.findall(sentence)]
-    found += [int(minutes) * 60 + float(seconds) for minutes, seconds in CLOCK.findall(sentence)]
-    return found
+    return [value for _, value in cited_times(sentence)]
 
 
 def _frames_in(sentence: str) -> list[int]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sleuth.agents.times import cited_times, numbers
 from sleuth.errors import SleuthError
 from sleuth.evals.agent_bench import ArgCheck, Latency, check_argument, latency
 
@@ -127,26 +128,17 @@ def load_chat_questions(path: Path = QUESTIONS) -> ChatQuestionSet:
 
 # -- grounding -----------------------------------------------------------------------------------
 
-CLOCK = re.compile(r"(?<![\d:.])(\d{1,2}):(\d{2}(?:\.\d+)?)(?![\d:])")
-SECONDS = re.compile(r"(?<![\d:.])(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds?)\b", re.IGNORECASE)
 FRAME = re.compile(r"\bframes?\s*#?\s*(\d+)", re.IGNORECASE)
-NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)")
-
-
-def cited_times(text: str) -> list[tuple[str, float]]:
-    """The times a text gives: ``m:ss(.s)`` and ``N s`` / ``N seconds``, with their value in seconds."""
-    found = [(m.group(0), int(m.group(1)) * 60 + float(m.group(2))) for m in CLOCK.finditer(text)]
-    found += [(m.group(0), float(m.group(1))) for m in SECONDS.finditer(text)]
-    return found
 
 
 def ungrounded(answer: str, sources: Sequence[str]) -> list[str]:
     """Times and frame numbers of ``answer`` that no source gives (times within 0.6 s count)."""
     text = "\n".join(sources)
-    times = [value for _, value in cited_times(text)] + [float(n) for n in NUMBER.findall(text)]
-    numbers = {int(float(n)) for n in NUMBER.findall(text)}
+    given = numbers(text)
+    times = [value for _, value in cited_times(text)] + given
+    whole = {int(n) for n in given}
     missing = [shown for shown, value in cited_times(answer) if not any(abs(value - t) <= 0.6 for t in times)]
-    missing += [m.group(0) for m in FRAME.finditer(answer) if int(m.group(1)) not in numbers]
+    missing += [m.group(0) for m in FRAME.finditer(answer) if int(m.group(1)) not in whole]
     return missing
 
 
@@ -360,8 +352,7 @@ def ask(investigator: Any, thread_id: str, question: str) -> Turn:
             elif event.type == "answer":
                 turn.answer = event.text
     turn.seconds = time.monotonic() - started
-    messages = investigator.graph.get_state({"configurable": {"thread_id": thread_id}}).values.get("messages") or []
-    for message in messages:
+    for message in investigator.messages(thread_id):
         for call in message.get("tool_calls") or []:
             try:
                 arguments = json.loads(call["function"]["arguments"] or "{}")

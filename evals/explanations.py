@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sleuth.agents.explain import Observation, Verdict, evidence_of
 from sleuth.agents.faithfulness import sentences, unsupported
-from sleuth.graphs.detect.state import DetectReport
+from sleuth.records import DetectReport
 
 
 def _reason(removed: str) -> str:

@@ -15,8 +15,7 @@ from html import escape
 from pathlib import Path
 
 from sleuth import __version__
-from sleuth.graphs.detect.state import DetectReport, FrameScore, VideoEvent
-from sleuth.graphs.explain.state import Explanation, Judgment
+from sleuth.records import DetectReport, Explanation, FrameScore, Judgment, VideoEvent
 from sleuth.reports.files import atomic_write_text
 from sleuth.reports.plot import score_plot_png
 from sleuth.reports.summary import findings

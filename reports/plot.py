@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from sleuth.graphs.detect.state import DetectReport
+from sleuth.records import DetectReport
 
 _MAX_EVENT_LABELS = 60  # beyond this the labels overlap into a smear; the events table has them all
 

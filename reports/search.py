@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sleuth.agents.cloze import RankedItem, SearchResult
 from sleuth.errors import SleuthError
-from sleuth.graphs.search.state import RankedItem, SearchResult
 from sleuth.reports.files import atomic_write_text
 from sleuth.reports.html import _e, mmss, page
 from sleuth.reports.thumbnails import thumbnail

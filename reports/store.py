@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from sleuth.errors import SleuthError
-from sleuth.graphs.detect.state import DetectReport
+from sleuth.records import DetectReport
 from sleuth.reports.files import atomic_write_text
 from sleuth.reports.html import write_html
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sleuth.graphs.detect.state import DetectReport
+    from sleuth.records import DetectReport
 
 RULE_SUPPORT = 0.5  # a frame's own rule score needed to support an event (DetectConfig.min_rule_score)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from sleuth.records import Verdict
 
 ScoreSource = Literal["keyword", "llm", "reused", "cheap", "fallback"]
-Verdict = Literal["confirmed", "dismissed", "unjudged"]
 
 
 class FrameResult(BaseModel):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sleuth.agents.times import clock_times
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import ToolCall, embedded
 from sleuth.prompts import load_prompt
@@ -109,7 +110,6 @@ def tool_menu(tools: list[dict[str, Any]]) -> str:
 
 
 VIDEO_FILE = re.compile(r"[\w.-]+\.(?:mp4|avi|mkv|mov|webm|m4v|mpg|mpeg)\b", re.IGNORECASE)
-CLOCK = re.compile(r"(?<![\d:.])(\d{1,2}):([0-5]\d)(?:\.(\d))?(?![\d:])")
 
 
 GENERIC = frozenset({"frame", "frames", "video", "videos", "clip", "clips", "camera", "footage", "test", "train",
@@ -173,8 +173,7 @@ def read_message(message: str, inventory: Inventory | None) -> Hints:
     (``GoldenEye`` names ``xd_GoldenEye_frames.mp4``: the word starts a part of exactly one video's
     file name), and a half or the last seconds of that video as a range in seconds (from its
     length)."""
-    times = [f"{m.group(0)} = {int(m.group(1)) * 60 + int(m.group(2)) + int(m.group(3) or 0) / 10:g} s"
-             for m in CLOCK.finditer(message)]
+    times = [f"{shown} = {seconds:g} s" for shown, seconds in clock_times(message)]
     if inventory is None:
         return Hints(times=times)
     listed = {Path(path).name.lower() for path in inventory.videos}

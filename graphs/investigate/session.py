@@ -160,7 +160,7 @@ class Investigator:
         except SleuthError as exc:
             yield ChatEvent(type="error", thread_id=thread_id, text=exc.one_line())
             return
-        messages = self.graph.get_state(self._config(thread_id)).values.get("messages") or []
+        messages = self.messages(thread_id)
         answer = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
         yield ChatEvent(type="answer", thread_id=thread_id, text=answer, files=files)
 
@@ -187,11 +187,16 @@ class Investigator:
         interrupts = getattr(state, "interrupts", ()) or ()
         return self._interrupt(thread_id, interrupts[0].value) if interrupts else None
 
+    def messages(self, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's messages as the graph keeps them: the person's, the steps with their tool
+        calls, the tool results (with their leads) and the answers; for programs that check what the
+        agent did (the chat suite)."""
+        return list(self.graph.get_state(self._config(thread_id)).values.get("messages") or [])
+
     def history(self, thread_id: str) -> list[dict[str, Any]]:
         """The thread's messages for display: user, assistant (answers) and tool results."""
-        values = self.graph.get_state(self._config(thread_id)).values
         shown = []
-        for message in values.get("messages") or []:
+        for message in self.messages(thread_id):
             if message["role"] == "assistant" and not message.get("content"):
                 continue  # a tool-call step
             shown.append({"role": message["role"], "content": message.get("content") or "",
