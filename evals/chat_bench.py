@@ -409,8 +409,9 @@ def run_chat_benchmark(data: Path, output: Path, *, settings: Settings, model: s
             return SceneStore(runtime.settings).scenes()
 
         results = []
+        run = time.strftime("%H%M%S")  # a new thread per question and run: a kept state keeps its old threads
         for number, question in enumerate(chosen, 1):
-            turn = ask(investigator, question.id, question.question)
+            turn = ask(investigator, f"{question.id}-{run}", question.question)
             failures = check_turn(question, turn, rules_of=rules_of, scenes=scenes)
             results.append(QuestionResult(id=question.id, question=question.question, passed=not failures,
                                           failures=failures, turn=turn))

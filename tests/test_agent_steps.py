@@ -61,14 +61,14 @@ class Steps:
 
 
 def test_a_schema_step_runs_the_tool_then_the_answer_streams(setup: dict[str, Any]) -> None:  # noqa: F811
-    steps = Steps([{"tool": "show_frame", "arguments": {"video": str(setup["video"]), "time_s": 1.0}},
-                   {"tool": "answer"}], "Frame 10 at 0:01.0 shows the red walker.")
+    steps = Steps([{"tool": "show_clip", "arguments": {"video": str(setup["video"]), "start_s": 0.0, "end_s": 2.0}},
+                   {"tool": "answer"}], "The sheet shows the red walker.")
     setup["script"].responder = steps
     agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
-    events = list(agent.send("t1", "show me the frame at one second of gate.mp4"))
+    events = list(agent.send("t1", "show me the first two seconds of gate.mp4"))
     kinds = [event.type for event in events]
     assert kinds[0] == "tool_start" and "tool_end" in kinds and kinds[-1] == "answer" and "token" in kinds
-    assert events[-1].text == "Frame 10 at 0:01.0 shows the red walker."
+    assert events[-1].text == "The sheet shows the red walker."
     first = steps.step_requests[0]
     schema = first["response_format"]["json_schema"]["schema"]
     assert schema == step_schema(tool_schemas()) and "tools" not in first
@@ -84,12 +84,12 @@ def test_a_step_that_stays_invalid_ends_in_an_answer_not_a_crash(setup: dict[str
 
 
 def test_a_repeated_schema_step_becomes_the_answer(setup: dict[str, Any]) -> None:  # noqa: F811
-    call = {"tool": "list_rules", "arguments": {"scene": "gate"}}
-    setup["script"].responder = Steps([call, call], "The rules of gate were stored once.")
+    call = {"tool": "show_clip", "arguments": {"video": str(setup["video"]), "start_s": 0.0, "end_s": 1.0}}
+    setup["script"].responder = Steps([call, call], "The first second shows the red walker.")
     agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"), context="Scenes: gate")
-    events = list(agent.send("t1", "how often were the gate rules edited?"))
-    assert [event.tool for event in events if event.type == "tool_start"] == ["list_rules"]
-    assert events[-1].text == "The rules of gate were stored once."
+    events = list(agent.send("t1", "show me the first second of gate.mp4"))
+    assert [event.tool for event in events if event.type == "tool_start"] == ["show_clip"]
+    assert events[-1].text == "The first second shows the red walker."
 
 
 def test_first_tool_call_uses_the_same_step(setup: dict[str, Any]) -> None:  # noqa: F811
@@ -227,6 +227,8 @@ def test_the_answer_starts_with_the_tools_own_headline(setup: dict[str, Any]) ->
     turn = [{"role": "tool", "name": "summarise_range", "content": "a.mp4 0:01.0-0:02.0: max 0.91\n- frame 3",
              "lead": "a.mp4 0:01.0-0:02.0: max 0.91"}]
     assert answer_lead(turn) == "a.mp4 0:01.0-0:02.0: max 0.91" and answer_lead([{**turn[0], "lead": ""}]) == ""
+    explained = {"role": "tool", "name": "explain", "content": "- event ...", "lead": "Explain event 1: normal."}
+    assert answer_lead([*turn, explained]) == "a.mp4 0:01.0-0:02.0: max 0.91\nExplain event 1: normal."
     assert "lead" not in _for_model(turn[0])  # the endpoint never sees it
 
 
@@ -239,6 +241,28 @@ def test_a_list_of_what_exists_is_answered_as_it_is(setup: dict[str, Any]) -> No
     assert events[-1].type == "answer", events[-1]
     assert events[-1].text.startswith("Videos (") and f"- {setup['video']}" in events[-1].text, events[-1].text
     assert "There is one video." not in events[-1].text  # no answer was asked of the model
+
+
+def test_a_shown_frame_is_answered_with_what_the_captioner_sees_not_a_retelling(setup: dict[str, Any]) -> None:  # noqa: F811
+    steps = Steps([{"tool": "show_frame", "arguments": {"video": str(setup["video"]), "time_s": 1.0}},
+                   {"tool": "answer"}], "Frame 12 shows a blue car.")  # a retelling would invent this
+    setup["script"].responder = steps
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"))
+    events = list(agent.send("t1f", "what happens at 1 s in gate.mp4?"))
+    answer = events[-1]
+    assert answer.type == "answer" and answer.text.startswith("Frame 10 of gate.mp4 at 0:01.0; the captioner sees:")
+    assert "blue car" not in answer.text and answer.files and answer.files[0].endswith(".jpg")
+    assert "Frame 12" not in answer.text  # no answer was asked of the model
+
+
+def test_rules_are_answered_as_stored_with_each_rule_kind(setup: dict[str, Any]) -> None:  # noqa: F811
+    setup["script"].responder = Steps([{"tool": "show_rules", "arguments": {"scene": "gate"}}, {"tool": "answer"}],
+                                      "Walking on the path is an anomaly and riding a bicycle is normal.")
+    agent = Investigator(setup["runtime"], InvestigateConfig(tool_mode="schema"))
+    answer = list(agent.send("t1r", "what is an anomaly at gate?"))[-1]
+    assert answer.text.startswith("Rules of gate, v1: 1 anomaly and 1 normal.")
+    assert "- anomaly: Riding a bicycle" in answer.text and "- normal: Walking on the path" in answer.text
+    assert "is normal" not in answer.text  # the model's swapped kinds never reach the person
 
 
 def test_a_calibration_is_answered_as_stored_but_a_detect_is_explained() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.config import load_settings
+from sleuth.errors import SleuthError
 from sleuth.graphs.investigate import Investigator, first_tool_call
 from sleuth.graphs.runtime import Runtime
 from sleuth.llm.gateway import Gateway
@@ -63,22 +64,60 @@ def _events(events: Any) -> list[Any]:
 
 
 def test_a_tool_call_runs_the_tool_and_the_answer_streams_with_its_files(setup: dict[str, Any]) -> None:
-    setup["script"].responder = Script(_call("show_frame", video=str(setup["video"]), time_s=1.0),
-                                       "Frame 10 at 0:01.0 shows the red walker; see the image.")
+    setup["script"].responder = Script(_call("show_clip", video=str(setup["video"]), start_s=0.0, end_s=2.0),
+                                       "The sheet shows the red walker crossing; see the image.")
     agent = Investigator(setup["runtime"], context="Scenes: gate")
-    events = _events(agent.send("t1", "show me the frame at one second of gate.mp4"))
+    events = _events(agent.send("t1", "show me the first two seconds of gate.mp4"))
     kinds = [event.type for event in events]
     assert kinds[0] == "tool_start" and "tool_end" in kinds and kinds[-1] == "answer"
     assert "token" in kinds  # the answer streamed before the final event
     tool_end = next(event for event in events if event.type == "tool_end")
     image = Path(tool_end.files[0])
-    assert image.suffix == ".jpg" and image.stat().st_size > 500 and "frame 10" in (tool_end.result or "")
+    assert image.suffix == ".jpg" and image.stat().st_size > 500 and "frame 11 (0:01.1)" in (tool_end.result or "")
     answer = events[-1]
-    assert answer.text.startswith("Frame 10") and answer.files == tool_end.files
+    assert answer.text.startswith("The sheet shows") and answer.files == tool_end.files
     assert "".join(event.text for event in events if event.type == "token") == answer.text
-    # the model saw the tool's result, with the frame number and the file, on its second call
+    # the model saw the tool's result, with the frame numbers and the file, on its second call
     second = setup["script"].requests[-1]["messages"]
-    assert any(m["role"] == "tool" and "frame 10" in m["content"] and str(image) in m["content"] for m in second)
+    assert any(m["role"] == "tool" and "frame 11" in m["content"] and str(image) in m["content"] for m in second)
+
+
+def test_explain_explains_detects_scores_so_its_verdict_agrees_with_the_plot(
+        setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleuth.graphs import explain as explain_graph
+    from sleuth.graphs.investigate import tools
+    from sleuth.records import Cost, DetectReport, Explanation, FrameScore, Judgment, VideoEvent
+
+    event = VideoEvent(id=1, start_frame=10, end_frame=12, start_s=1.0, end_s=1.2, peak_frame=11, peak_s=1.1,
+                       peak_score=0.7)
+    report = DetectReport(video=str(setup["video"]), scene="gate", fps=None, threshold=0.5, gate_threshold=0.0,
+                          rules_version=1, rules=["anomaly: Riding a bicycle"], events=[event],
+                          frames=[FrameScore(index=i, time_s=i / 10, score=0.7 if 10 <= i <= 12 else 0.1, proposer=0.9,
+                                             gated=True, anomalous=10 <= i <= 12) for i in range(30)],
+                          cost=Cost(frames=30, gated_frames=30, llm_calls=0, prompt_tokens=0, completion_tokens=0,
+                                    seconds=1.0), created="2026-12-07T00:00:00+00:00", trace_id="0")
+    detected = []
+    monkeypatch.setattr(tools, "_run_detect", lambda ctx, video, scene, start, stop: (
+        detected.append((video.name, scene, start, stop)) or report, tools.ToolOutput("detect", ["plot.png"])))
+    seen: dict[str, Any] = {}
+
+    def explain_video(video: Any, **kwargs: Any) -> Explanation:
+        seen.update(kwargs)
+        verdict = Judgment(level="video", start_s=0.0, end_s=2.9, anomalous=True, judgment="1 event(s) in 0.0-2.9 s.",
+                           description="A red walker crosses.", analysis="")
+        return Explanation(video=str(video), scene="gate", sampled_frames=[11], source="captions",
+                           video_judgment=verdict)
+
+    monkeypatch.setattr(explain_graph, "explain_video", explain_video)
+    ctx = tools.ToolContext(setup["runtime"], setup["tmp"] / "files")
+    output = tools.explain(ctx, tools.ExplainArgs(video=str(setup["video"]), scene="gate"))
+    assert detected == [("gate.mp4", "gate", 0, None)]  # no detect in the conversation yet: it runs first
+    assert seen["scores"] == [frame.score for frame in report.frames] and seen["events"] == [event]
+    assert seen["config"].threshold == 0.5 and seen["stop"] == 30 and output.files == ["plot.png"]
+    assert output.lead.startswith("Explain gate.mp4 0:00.0-0:02.9, scene gate: anomalous.")
+    with pytest.raises(SleuthError, match="no detect result"):  # an event number needs a detect to point into
+        tools.explain(tools.ToolContext(setup["runtime"], setup["tmp"] / "other"),
+                      tools.ExplainArgs(video=str(setup["video"]), scene="gate", event=1))
 
 
 def test_a_state_changing_tool_waits_for_approval_and_declining_does_not_run_it(setup: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from sleuth.errors import SleuthError
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.frames import frame_range, video_fps
 
+FRAME_CONTEXT = 4  # frames read either side of a shown frame, for the captioner's speeds
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")  # listed, and accepted as uploads
 
 
@@ -42,9 +43,9 @@ def result_text(message: dict[str, Any]) -> str:
 
 
 def answer_lead(turn: list[dict[str, Any]]) -> str:
-    """The ``lead`` of this turn's last tool result that has one (tool messages carry it)."""
-    return next((message.get("lead") or "" for message in reversed(turn)
-                 if message["role"] == "tool" and message.get("lead")), "")
+    """The ``lead`` of each of this turn's tool results that has one (tool messages carry it), in
+    order: detect's events, then explain's verdict."""
+    return "\n".join(message["lead"] for message in turn if message["role"] == "tool" and message.get("lead"))
 
 
 @dataclass
@@ -254,23 +255,21 @@ def list_galleries(ctx: ToolContext, args: NoArgs) -> ToolOutput:
                       lead=_listing("Galleries", [info.name for info in infos]))
 
 
-def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
+def _run_detect(ctx: ToolContext, video: Path, scene: str, start: int, stop: int | None) -> tuple[Any, ToolOutput]:
+    """Detect on a range of ``video``: its report (also written as JSON, HTML and a score plot) and the
+    tool result that tells it."""
     from sleuth.graphs.detect import VideoDetectConfig, detect_video
-    from sleuth.reports import write_html, write_json
+    from sleuth.reports import score_plot_png, write_html, write_json
 
-    video = _video(ctx, args.video)
-    start, stop = _frames(video, args.start_s, args.end_s)
-    report = detect_video(video, scene=args.scene, config=VideoDetectConfig(start=start, stop=stop),
+    report = detect_video(video, scene=scene, config=VideoDetectConfig(start=start, stop=stop),
                           runtime=ctx.runtime, progress=ctx.progress)
     html = ctx.path(f"detect-{video.stem}", ".html")
     write_html(report, html)
     write_json(report, html.with_suffix(".json"))
     plot = ctx.path(f"scores-{video.stem}", ".png")
-    from sleuth.reports import score_plot_png
-
     plot.write_bytes(score_plot_png(report))
-    span = f"{_clock(report.frames[0].time_s)}-{_clock(report.frames[-1].time_s)}" if report.frames else "no frames"
-    lines = [f"detect on {video.name} {span}, scene {args.scene}, rules v{report.rules_version}: "
+    span = _span(report)
+    lines = [f"detect on {video.name} {span}, scene {scene}, rules v{report.rules_version}: "
              f"{len(report.frames)} frames, {len(report.events)} event(s)."]
     for event in report.events:
         rules = "; ".join(event.broken_rules) or "no rule named"
@@ -282,42 +281,67 @@ def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
                      f"{event.reason or 'judged normal by the LLM'}")
     events = "; ".join(f"event {event.id} {_clock(event.start_s)}-{_clock(event.end_s)} (peak {event.peak_score:.2f} "
                        f"at {_clock(event.peak_s)})" for event in report.events)
-    lead = (f"Detect on {video.name} {span}, scene {args.scene}: " +
+    lead = (f"Detect on {video.name} {span}, scene {scene}: " +
             (f"{len(report.events)} event(s): {events}." if report.events else "no event."))
-    return ToolOutput("\n".join(lines), [str(plot), str(html)], lead=lead)
+    return report, ToolOutput("\n".join(lines), [str(plot), str(html)], lead=lead)
+
+
+def _span(report: Any) -> str:
+    return f"{_clock(report.frames[0].time_s)}-{_clock(report.frames[-1].time_s)}" if report.frames else "no frames"
+
+
+def detect(ctx: ToolContext, args: DetectArgs) -> ToolOutput:
+    video = _video(ctx, args.video)
+    start, stop = _frames(video, args.start_s, args.end_s)
+    return _run_detect(ctx, video, args.scene, start, stop)[1]
+
+
+def _latest_detect(ctx: ToolContext, video: Path, scene: str) -> Any:
+    """This conversation's latest detect report of ``video`` on ``scene``, or None."""
+    from sleuth.reports import load_report
+
+    for path in sorted(ctx.files_dir.glob(f"detect-{video.stem}-*.json"), key=lambda p: p.stat().st_mtime,
+                       reverse=True):
+        report = load_report(path)
+        if Path(report.video).name == video.name and report.scene == scene:
+            return report
+    return None
 
 
 def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
+    """Explains detect's scores and events, so the verdicts agree with the plot and the events a
+    person has seen: the conversation's latest detect of the video, or a detect run now."""
     from sleuth.graphs.explain import ExplainConfig, explain_video
 
     video = _video(ctx, args.video)
-    events = None
-    scores = None
-    threshold = ExplainConfig().threshold
-    start, stop = 0, None
-    if args.event is not None:
-        from sleuth.reports import load_report
-
-        reports = sorted(ctx.files_dir.glob(f"detect-{video.stem}-*.json"), key=lambda p: p.stat().st_mtime)
-        if not reports:
-            raise SleuthError(f"no detect result for {video.name} in this conversation",
-                              hint="run detect on the video first")
-        report = load_report(reports[-1])
-        if not any(event.id == args.event for event in report.events):
-            raise SleuthError(f"the latest detect of {video.name} has no event {args.event}",
-                              hint=f"events: {', '.join(str(e.id) for e in report.events) or 'none'}")
-        events, threshold = report.events, report.threshold
-        scores = [frame.score for frame in report.frames]
-        start, stop = report.frames[0].index, report.frames[-1].index + 1
-    result = explain_video(video, scene=args.scene, scores=scores, events=events, event_id=args.event, start=start,
-                           stop=stop, config=ExplainConfig(threshold=threshold), runtime=ctx.runtime,
+    report, files = _latest_detect(ctx, video, args.scene), []
+    if report is None and args.event is not None:
+        raise SleuthError(f"no detect result for {video.name} on scene {args.scene} in this conversation",
+                          hint="run detect on the video first")
+    if report is None:
+        report, detected = _run_detect(ctx, video, args.scene, 0, None)
+        files = detected.files
+    if not report.frames:
+        raise SleuthError(f"detect read no frames of {video.name}", hint="check the video")
+    if args.event is not None and not any(event.id == args.event for event in report.events):
+        raise SleuthError(f"the latest detect of {video.name} has no event {args.event}",
+                          hint=f"events: {', '.join(str(e.id) for e in report.events) or 'none'}")
+    result = explain_video(video, scene=args.scene, scores=[frame.score for frame in report.frames],
+                           events=report.events, event_id=args.event, rules=report.rules,
+                           start=report.frames[0].index, stop=report.frames[-1].index + 1,
+                           config=ExplainConfig(threshold=report.threshold), runtime=ctx.runtime,
                            progress=ctx.progress)
+    judgments = [*result.events, *([result.video_judgment] if result.video_judgment else [])]
     lines = []
-    for judgment in [*result.events, *([result.video_judgment] if result.video_judgment else [])]:
+    for judgment in judgments:
         frames = ", ".join(str(frame) for frame in judgment.frames[:8])
         lines.append(f"- {judgment.level} {_clock(judgment.start_s)}-{_clock(judgment.end_s)} (frames {frames}): "
-                     f"{judgment.judgment} {judgment.description}")
-    return ToolOutput("\n".join(lines) or "No judgment was made.")
+                     f"{judgment.judgment} {judgment.description} {judgment.analysis}".rstrip())
+    headline = result.events[0] if args.event is not None and result.events else result.video_judgment
+    what = f"event {args.event}" if args.event is not None else f"{video.name} {_span(report)}"
+    lead = "" if headline is None else (
+        f"Explain {what}, scene {args.scene}: {'anomalous' if headline.anomalous else 'normal'}. {headline.judgment}")
+    return ToolOutput("\n".join(lines) or "No judgment was made.", files, lead=lead)
 
 
 def search(ctx: ToolContext, args: SearchArgs) -> ToolOutput:
@@ -366,17 +390,22 @@ def calibrate(ctx: ToolContext, args: CalibrateArgs) -> ToolOutput:
 
 def list_rules(ctx: ToolContext, args: SceneArgs) -> ToolOutput:
     versions = ctx.runtime.memory.versions(args.scene)
+    if not versions:
+        raise SleuthError(f"scene '{args.scene}' has no rules yet", hint="calibrate the scene first")
     return ToolOutput("\n".join(f"- v{v.version} ({v.source}, {v.created}): {v.n_anomaly} anomaly and {v.n_normal} "
-                                f"normal rules {v.note}".rstrip() for v in versions))
+                                f"normal rules {v.note}".rstrip() for v in versions),
+                      lead=_listing(f"Rule versions of {args.scene}", [f"v{v.version}" for v in versions]))
 
 
 def show_rules(ctx: ToolContext, args: ShowRulesArgs) -> ToolOutput:
     memory = ctx.runtime.memory
     version = args.version or memory.latest_version(args.scene)
     ruleset = memory.get(args.scene, version)
-    lines = [f"rules of {args.scene}, v{version}:"]
-    lines += [f"- {rule.kind}: {rule.text}" for rule in ruleset.rules]
-    return ToolOutput("\n".join(lines))
+    anomaly = [rule.text for rule in ruleset.rules if rule.kind == "anomaly"]
+    normal = [rule.text for rule in ruleset.rules if rule.kind != "anomaly"]
+    lines = [f"- anomaly: {text}" for text in anomaly] + [f"- normal: {text}" for text in normal]
+    return ToolOutput("\n".join(lines), lead=f"Rules of {args.scene}, v{version}: {len(anomaly)} anomaly and "
+                      f"{len(normal)} normal.")
 
 
 def propose_rule_edit(ctx: ToolContext, args: RuleEditArgs) -> ToolOutput:
@@ -398,15 +427,25 @@ def propose_rule_edit(ctx: ToolContext, args: RuleEditArgs) -> ToolOutput:
 
 
 def show_frame(ctx: ToolContext, args: FrameArgs) -> ToolOutput:
+    from sleuth.tools.captioners.windows import caption_positions
     from sleuth.tools.frames import FrameReader
 
     video = _video(ctx, args.video)
     index = int(round(args.time_s * video_fps(video)))
-    frames = FrameReader(video, start=index, stop=index + 1).read()
-    if not frames:
-        raise SleuthError(f"{video.name} has no frame at {args.time_s} s", hint="pick a time inside the video")
-    path = _write_jpeg(ctx, frames[0].image, f"frame-{video.stem}-{index}")
-    return ToolOutput(f"frame {index} of {video.name} at {_clock(frames[0].time_s)} written to {path}", [path])
+    # a structured captioner reads speeds from neighbouring frames: read a few either side
+    frames = FrameReader(video, start=max(0, index - FRAME_CONTEXT), stop=index + FRAME_CONTEXT + 1).read()
+    position = next((k for k, frame in enumerate(frames) if frame.index == index), None)
+    if position is None:
+        raise SleuthError(f"{video.name} has no frame at {args.time_s:g} s", hint="pick a time inside the video")
+    frame = frames[position]
+    path = _write_jpeg(ctx, frame.image, f"frame-{video.stem}-{index}")
+    try:
+        seen = caption_positions(ctx.runtime.toolset().captioner, frames, [position], context=FRAME_CONTEXT)[position]
+    except SleuthError as exc:  # the image is still worth showing
+        seen = f"(no description: {exc.one_line()})"
+    headline = f"Frame {index} of {video.name} at {_clock(frame.time_s)}"
+    return ToolOutput(f"{headline} written to {path}.", [path],
+                      lead=f"{headline}; the captioner sees: {seen.strip() or 'no moving people or objects'}")
 
 
 def show_clip(ctx: ToolContext, args: RangeArgs) -> ToolOutput:
@@ -498,18 +537,19 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          "search for, is there someone who.", SearchArgs, search),
     Tool("summarise_range", "Summarise a time range of a video for a scene: anomaly scores (mean, peak and when) "
          "and what is seen. For: the scores or what happens between two times.", SummaryArgs, summarise_range),
-    Tool("show_frame", "Show one frame (a still image) of a video at a time in seconds.", FrameArgs, show_frame),
+    Tool("show_frame", "Show one frame (a still image) of a video at a time in seconds.", FrameArgs, show_frame,
+         verbatim=True),
     Tool("show_clip", "Show a stretch of a video, from a start to an end time, as a contact sheet of frames.",
          RangeArgs, show_clip),
     Tool("calibrate", "Create a scene or calibrate it again from normal footage (trains the proposer, induces "
          "rules). For: calibrate, set up or create a scene, teach the normal activity of a camera.",
          CalibrateArgs, calibrate, confirm=True, verbatim=True, once=True),
     Tool("show_rules", "Show the rule texts of a scene, anomaly and normal (the latest version, or a given one). "
-         "For: what rules, what counts as an anomaly or as normal.", ShowRulesArgs, show_rules),
+         "For: what rules, what counts as an anomaly or as normal.", ShowRulesArgs, show_rules, verbatim=True),
     Tool("propose_rule_edit", "Add or remove rules of a scene; saved as a new version after the person confirms. "
          "For: add, remove, delete or change a rule.", RuleEditArgs, propose_rule_edit, confirm=True),
     Tool("list_rules", "The change log of a scene's rules: each stored version with when, by whom and how many "
-         "rules. Not the rule texts.", SceneArgs, list_rules),
+         "rules. Not the rule texts.", SceneArgs, list_rules, verbatim=True),
     Tool("list_scenes", "List the calibrated scenes (cameras) and their rule versions.", NoArgs, list_scenes,
          verbatim=True),
     Tool("list_videos", "List the video files in the data folders, or in one folder.", VideoFolder, list_videos,
@@ -520,10 +560,12 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
 
 
 def verbatim_answer(turn: list[dict[str, Any]]) -> str | None:
-    """The answer to a turn whose tools only listed what exists or stored something (a calibration):
-    their results as they are (a model retelling a list drops items and adds others), or None when
-    another tool ran or none did."""
+    """The answer to a turn whose tools only listed or showed what exists (scenes, videos, rules, a
+    frame) or stored something (a calibration): their results as they are (a model retelling a list
+    drops items, adds others and swaps a rule's kind), or None when another tool ran, one failed (the
+    model words the error) or none did."""
     results = [message for message in turn if message["role"] == "tool"]
-    if not results or not all(message.get("name") in TOOLS and TOOLS[message["name"]].verbatim for message in results):
+    if not results or any(message["content"].startswith("error:") for message in results) or \
+            not all(message.get("name") in TOOLS and TOOLS[message["name"]].verbatim for message in results):
         return None
     return "\n\n".join(result_text(message) for message in results)
