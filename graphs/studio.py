@@ -38,14 +38,18 @@ def search(config: Any = None) -> Any:
 
 
 def detect(config: Any = None) -> Any:
-    """Detect on one video of a calibrated scene (input: ``{"video": "...", "scene": "..."}``)."""
+    """Detect on one video of a calibrated scene: input ``{"video": "...", "scene": "..."}``, output
+    ``{"report": {...}}``; the run's context takes any field of ``VideoDetectConfig`` (``start``,
+    ``stop``, ``fps``, ``gate_percentile``, ``explain``, ...)."""
     from sleuth.graphs.detect.graph import build_graph
 
     return build_graph(_runtime())
 
 
 def explain(config: Any = None) -> Any:
-    """Holmes-VAU explanations (input: ``{"video": "...", "scene": "..."}``)."""
+    """Holmes-VAU explanations: input ``{"video": "...", "scene": "..."}``, optionally with detect's
+    ``scores`` and ``events``, an ``event_id``, ``rules``, ``start`` and ``stop``; output
+    ``{"explanation": {...}}``; the run's context takes any field of ``ExplainConfig``."""
     from sleuth.graphs.explain.graph import build_graph
 
     return build_graph(_runtime())

@@ -173,6 +173,31 @@ def test_without_scores_the_scene_proposer_scores_the_frames(clip: Path, scripte
     assert "anomaly score 0.90" in prompt_text(scripted.requests[0])  # z 4, threshold 2, median 0 -> 0.90
 
 
+def test_the_graph_runs_on_its_documented_input_with_settings_from_the_run_context(
+        clip: Path, scripted: ScriptedOpenAI, tmp_path: Path) -> None:
+    """As LangGraph Studio runs it: input {"video", "scene"} (no mode or bookkeeping keys), settings as
+    the run's context, output {"explanation"}."""
+    from sleuth.graphs.explain.graph import build_graph
+    from sleuth.graphs.explain.state import Explanation
+
+    runtime = make_runtime(tmp_path, captioner=RecordingCaptioner(), proposer=lambda scene: FakeProposer())
+    graph = build_graph(runtime)
+    output = graph.invoke({"video": str(clip), "scene": "cam1"}, context={"frames": 4, "clip_size": 4})
+    assert set(output) == {"explanation"}
+    result = Explanation.model_validate(output["explanation"])
+    assert len(result.sampled_frames) == 4 and len(result.clips) == 1 and result.source == "captions"
+    assert result.video_judgment is not None and result.video_judgment.anomalous  # the proposer's peak
+    event = VideoEvent(id=3, start_frame=40, end_frame=49, start_s=4.0, end_s=4.9, peak_frame=45, peak_s=4.5,
+                       peak_score=0.95)
+    one = Explanation.model_validate(graph.invoke({"video": str(clip), "scene": "cam1", "scores": SCORES,
+                                                   "events": [event.model_dump()], "event_id": 3},
+                                                  context={"frames": 4})["explanation"])
+    assert [judgment.event_id for judgment in one.events] == [3]
+    with pytest.raises(SleuthError, match="no event 7"):
+        graph.invoke({"video": str(clip), "scene": "cam1", "scores": SCORES, "events": [event.model_dump()],
+                      "event_id": 7})
+
+
 def test_a_scene_without_proposer_and_no_scores_is_a_clear_error(clip: Path, scripted: ScriptedOpenAI,
                                                                   tmp_path: Path) -> None:
     with pytest.raises(SleuthError, match="no proposer for scene 'nowhere'") as caught:

@@ -117,6 +117,27 @@ def test_detect_finds_the_fast_object_as_an_event_with_times_rules_and_key_frame
     assert report.models["captioner"] == "structured-describer" and report.trace_id
 
 
+def test_the_detect_graph_runs_on_its_documented_input_with_settings_from_the_run_context(
+        runtime: Runtime, footage: dict[str, Path]) -> None:
+    """As LangGraph Studio runs it: input {"video", "scene"}, settings as the run's context, output {"report"}."""
+    from sleuth.graphs.detect.graph import build_graph
+    from sleuth.graphs.detect.state import DetectReport
+
+    calibrated(runtime, footage, rules=SPEED_RULES)
+    graph = build_graph(runtime)  # no checkpointer, default settings
+    output = graph.invoke({"video": str(footage["test"]), "scene": "cam1"},
+                          context={"gate_percentile": 0, "start": 20, "stop": 50})
+    assert set(output) == {"report"}
+    report = DetectReport.model_validate(output["report"])
+    assert [f.index for f in report.frames] == list(range(20, 50)) and report.cost.gated_frames == 30
+    assert report.video == str(footage["test"]) and report.scene == "cam1" and report.events
+    assert set(report.cost.seconds_by_stage) >= {"check", "score", "caption", "reason", "events"}
+    with pytest.raises(SleuthError, match="scene 'lobby' is not calibrated"):  # the graph checks its input itself
+        graph.invoke({"video": str(footage["test"]), "scene": "lobby"})
+    with pytest.raises(VideoError, match="past the end"):
+        graph.invoke({"video": str(footage["test"]), "scene": "cam1"}, context={"start": 500})
+
+
 def test_with_validation_an_event_the_llm_judges_normal_is_dismissed_in_the_report(
         runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
     """HyCoVAD's second stage in the detect graph: the verdict counts, and the report shows it."""

@@ -1,7 +1,15 @@
 """The ``detect`` graph: a video of a calibrated scene in, scored frames and explained events out.
 
-    score -> gate -> caption -> reason -> events [-> explain]
+    check -> score -> gate -> caption -> reason -> events [-> explain] -> report
 
+Input ``{"video": PATH_OR_URL, "scene": NAME}`` (:class:`DetectInput`), output ``{"report": {...}}``
+(:class:`DetectOutput`, a :class:`~sleuth.records.DetectReport` as JSON); the settings
+(:class:`VideoDetectConfig`: range, sampling, gate, reasoning, explain) are the run's context
+(``graph.invoke(input, config, context={...})``, or an assistant's context in LangGraph Studio),
+by default the ones the graph was built with.
+
+- **check**: the scene is calibrated and the video readable in the range asked, before any model
+  loads; otherwise a one-line error that says what to do.
 - **score**: the scene's proposer scores every frame (z units; its calibrated threshold maps to
   0.5 on a 0-1 scale) and says per frame why its most unusual object is unusual. With the
   structured captioner, every frame is also described here from the same object pass (detector,
@@ -17,6 +25,7 @@
   that were not captioned have no rule evidence (rule score 0): only the proposer speaks for them.
 - **events**: anomalous spans become events with times, broken rules, the reason and key-frame
   thumbnails; **explain** (optional) adds Holmes-VAU judgments at clip, event and video level.
+- **report**: the typed report, with the models used, the cost and the trace id.
 
 Every node writes lists of numbers and texts to the state (never frames), and the graph runs
 under a SQLite checkpointer: an interrupted run resumes after the last finished node, and the
@@ -34,7 +43,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import numpy as np
+from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
 from sleuth import telemetry
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect.configuration import VideoDetectConfig
@@ -52,9 +63,25 @@ Progress = Callable[[str, int, int], None]
 
 
 
+GRAPH_VERSION = 2  # part of the default thread id: checkpoints of an older state layout are not resumed
+
+
+class DetectInput(TypedDict):
+    """What the graph is given: a video file (or stream URL) and the calibrated scene it shows."""
+
+    video: str
+    scene: str
+
+
+class DetectOutput(TypedDict):
+    """What the graph returns: its report, a :class:`~sleuth.records.DetectReport` as JSON."""
+
+    report: dict[str, Any]
+
+
 class VideoDetectState(TypedDict, total=False):
     # input
-    source: str
+    video: str
     scene: str
     # score
     warnings: list[str]
@@ -79,6 +106,8 @@ class VideoDetectState(TypedDict, total=False):
     thumbnails: dict[str, str]
     explanation: dict[str, Any] | None
     seconds: Annotated[dict[str, float], merge_dicts]
+    # report
+    report: dict[str, Any]
 
 
 def dilate(flags: Sequence[bool], radius: int) -> list[bool]:
@@ -100,12 +129,19 @@ def key_positions(first: int, last: int, peak: int, count: int) -> list[int]:
 
 
 def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, progress: Progress | None = None,
-                checkpointer: Any = None, thread_id: str = "detect") -> Any:
-    config = config or VideoDetectConfig()
-    tools = runtime.toolset()
+                checkpointer: Any = None) -> Any:
+    """The graph. ``config`` is the default settings; a run's context (a :class:`VideoDetectConfig` or
+    a dict of its fields) replaces them for that run."""
+    default = config or VideoDetectConfig()
+
+    def settings() -> VideoDetectConfig:
+        context = get_runtime().context
+        return context if isinstance(context, VideoDetectConfig) else \
+            VideoDetectConfig.model_validate(context) if isinstance(context, dict) else default
 
     def reader(state: VideoDetectState) -> FrameReader:
-        return FrameReader(state["source"], fps=config.fps, start=config.start, stop=config.stop,
+        config = settings()
+        return FrameReader(state["video"], fps=config.fps, start=config.start, stop=config.stop,
                            allow_partial=config.allow_partial)
 
     def read(state: VideoDetectState, frames_of: FrameReader | None = None) -> list[Frame]:
@@ -118,9 +154,16 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     def timed(name: str, started: float) -> dict[str, float]:
         return {name: round(time.perf_counter() - started, 2)}
 
+    @telemetry.traced_agent("check")
+    def check(state: VideoDetectState) -> dict[str, Any]:
+        started = time.perf_counter()
+        check_input(runtime, state["video"], state["scene"], settings())
+        return {"seconds": timed("check", started)}
+
     @telemetry.traced_agent("score")
     def score(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
+        config, tools = settings(), runtime.toolset()
         source = reader(state)
         frames = read(state, source)
         warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
@@ -154,6 +197,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
 
     @telemetry.traced_agent("gate")
     def gate(state: VideoDetectState) -> dict[str, Any]:
+        config = settings()
         z = state.get("proposer_z")
         if z is None:
             return {"gated": [True] * len(state["indices"])}
@@ -163,6 +207,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     @telemetry.traced_agent("caption")
     def caption(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
+        config, tools = settings(), runtime.toolset()
         positions = [i for i, flag in enumerate(state["gated"]) if flag]
         captions = [""] * len(state["gated"])
         described = state.get("described")
@@ -183,16 +228,16 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     @telemetry.traced_agent("reason")
     def reason(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
-        reasoning = config.reasoning
+        reasoning = settings().reasoning
         if state.get("proposer_z") is None:
             reasoning = reasoning.model_copy(update={"proposer_weight": 0.0})
         captions = state["captions"]
         if not any(text.strip() for text in captions):
             captions = ["No moving people or objects are visible."] * len(captions)  # nothing passed the gate
-        result = detect_captions(captions, video=Path(state["source"]).name, scene=state["scene"], rules=None,
+        result = detect_captions(captions, video=Path(state["video"]).name, scene=state["scene"], rules=None,
                                  proposer_scores=state["proposer"], notes=state.get("proposer_reasons"),
                                  config=reasoning, runtime=runtime,
-                                 thread_id=f"{thread_id}:reason", progress=progress)
+                                 thread_id=f"{run_thread()}:reason", progress=progress)
         rules = runtime.memory.get(state["scene"], result.rules_version) if result.rules_version else None
         return {"frames": [frame.model_dump() for frame in result.frames],
                 "events": [event.model_dump() for event in result.events],
@@ -205,6 +250,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     @telemetry.traced_agent("events")
     def events(state: VideoDetectState) -> dict[str, Any]:
         started = time.perf_counter()
+        config = settings()
         indices, times = state["indices"], state["times"]
         reasons, proposer = state.get("proposer_reasons") or [None] * len(indices), state["proposer"]
         wanted: set[int] = set()
@@ -242,26 +288,55 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         started = time.perf_counter()
         from sleuth.graphs.explain import ExplainConfig, explain_video
 
+        config = settings()
         rules = state.get("rules") or {}
         explanation = explain_video(
-            state["source"], scene=state["scene"], scores=[frame["score"] for frame in state["frames"]],
+            state["video"], scene=state["scene"], scores=[frame["score"] for frame in state["frames"]],
             events=[VideoEvent.model_validate(event) for event in state["events"]],
             config=ExplainConfig(threshold=config.reasoning.threshold),
             rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], fps=config.fps,
-            start=config.start, stop=config.stop, runtime=runtime, progress=progress, thread_id=f"{thread_id}:explain")
+            start=config.start, stop=config.stop, runtime=runtime, progress=progress,
+            thread_id=f"{run_thread()}:explain")
         return {"explanation": explanation.model_dump(), "seconds": timed("explain", started)}
 
-    graph = StateGraph(VideoDetectState)
-    nodes = [("score", score), ("gate", gate), ("caption", caption), ("reason", reason), ("events", events)]
-    if config.explain:
-        nodes.append(("explain", explain))
-    for name, node in nodes:
+    @telemetry.traced_agent("report")
+    def report(state: VideoDetectState) -> dict[str, Any]:
+        return {"report": build_report(state, settings(), runtime).model_dump(mode="json")}
+
+    def after_events(state: VideoDetectState) -> str:
+        return "explain" if settings().explain else "report"
+
+    graph = StateGraph(VideoDetectState, context_schema=VideoDetectConfig, input_schema=DetectInput,
+                       output_schema=DetectOutput)
+    for name, node in [("check", check), ("score", score), ("gate", gate), ("caption", caption), ("reason", reason),
+                       ("events", events), ("explain", explain), ("report", report)]:
         graph.add_node(name, node)
-    graph.add_edge(START, nodes[0][0])
-    for (before, _), (after, _) in zip(nodes, nodes[1:], strict=False):
+    for before, after in [(START, "check"), ("check", "score"), ("score", "gate"), ("gate", "caption"),
+                          ("caption", "reason"), ("reason", "events"), ("explain", "report"), ("report", END)]:
         graph.add_edge(before, after)
-    graph.add_edge(nodes[-1][0], END)
+    graph.add_conditional_edges("events", after_events, ["explain", "report"])
     return graph.compile(checkpointer=checkpointer)
+
+
+def run_thread() -> str:
+    """The thread of the run in progress (its sub-runs, reasoning and explain, are checkpointed
+    under it): the caller's ``thread_id``, or "detect" without a checkpointer."""
+    return str((get_config().get("configurable") or {}).get("thread_id") or "detect")
+
+
+def check_input(runtime: Runtime, video: str, scene: str, config: VideoDetectConfig) -> None:
+    """A one-line error, before any model loads, unless ``scene`` is calibrated (a proposer
+    checkpoint or rules) and ``video`` can be read from ``config.start``."""
+    store, profiles = ProposerStore(runtime.settings), SceneStore(runtime.settings)
+    if not store.path_for(scene).is_file() and runtime.memory.latest(scene) is None:
+        known = sorted(set(store.scenes()) | set(profiles.scenes()))
+        raise SleuthError(f"scene '{scene}' is not calibrated (calibrated scenes: {', '.join(known) or 'none'})",
+                          hint=f"run `sleuth calibrate --scene {scene} --video NORMAL_FOOTAGE` first")
+    probe = FrameReader(video, fps=config.fps, start=config.start, stop=config.stop)  # a missing video fails here
+    if config.start and not is_stream(video):
+        count = probe.info.frame_count
+        if count is not None and config.start >= count:
+            raise no_frames_error(probe)
 
 
 def no_frames_error(reader: FrameReader) -> VideoError:
@@ -295,7 +370,8 @@ def default_thread_id(source: str, scene: str, config: VideoDetectConfig, runtim
              str(stat.st_size if stat else 0), scene,
              config.model_dump_json(exclude=None if config.allow_partial else {"allow_partial"}),
              str(checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0),
-             str(runtime.memory.latest_version(scene)), getattr(runtime.toolset().captioner, "name", "")]
+             str(runtime.memory.latest_version(scene)), getattr(runtime.toolset().captioner, "name", ""),
+             str(GRAPH_VERSION)]
     for part in parts:
         digest.update(part.encode())
         digest.update(b"\0")
@@ -314,38 +390,27 @@ def detect_video(source: str | Path, *, scene: str, config: VideoDetectConfig | 
     source = str(source)
     config = config or VideoDetectConfig()
     runtime = runtime or Runtime.from_settings()
-    store, profiles = ProposerStore(runtime.settings), SceneStore(runtime.settings)
-    if not store.path_for(scene).is_file() and runtime.memory.latest(scene) is None:
-        known = sorted(set(store.scenes()) | set(profiles.scenes()))
-        raise SleuthError(f"scene '{scene}' is not calibrated (calibrated scenes: {', '.join(known) or 'none'})",
-                          hint=f"run `sleuth calibrate --scene {scene} --video NORMAL_FOOTAGE` first")
-    probe = FrameReader(source, fps=config.fps, start=config.start, stop=config.stop)  # a missing video fails here
-    if config.start and not is_stream(source):
-        count = probe.info.frame_count
-        if count is not None and config.start >= count:  # before any model loads
-            raise no_frames_error(probe)
+    check_input(runtime, source, scene, config)
     thread_id = thread_id or default_thread_id(source, scene, config, runtime)
-    graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer, thread_id=thread_id)
+    graph = build_graph(runtime, config, progress=progress, checkpointer=runtime.checkpointer)
     run_config = {"configurable": {"thread_id": thread_id}}
-    started = time.perf_counter()
     with telemetry.agent_span("detect") as span:
         span.set_attribute("sleuth.scene", scene)
         span.set_attribute("sleuth.video", source)
-        trace_id = format(span.get_span_context().trace_id, "032x")
         snapshot = graph.get_state(run_config) if runtime.checkpointer is not None else None
         if snapshot is not None and snapshot.next:
-            state = graph.invoke(None, run_config)  # resume an interrupted run
-        elif snapshot is not None and snapshot.values.get("thumbnails") is not None and (
-                not config.explain or snapshot.values.get("explanation")):
-            state = snapshot.values  # finished before: same inputs, same result
+            output = graph.invoke(None, run_config, context=config)  # resume an interrupted run
+        elif snapshot is not None and snapshot.values.get("report") is not None:
+            output = snapshot.values  # finished before: same inputs, same result
         else:
-            state = graph.invoke({"source": source, "scene": scene, "seconds": {}}, run_config)
-        span.set_attribute("sleuth.events", len(state["events"]))
-    return _report(state, config, runtime, trace_id, time.perf_counter() - started)
+            output = graph.invoke({"video": source, "scene": scene}, run_config, context=config)
+        report = DetectReport.model_validate(output["report"])
+        span.set_attribute("sleuth.events", len(report.events))
+    return report
 
 
-def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime, trace_id: str,
-            seconds: float) -> DetectReport:
+def build_report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime) -> DetectReport:
+    """The typed report of a finished run (its cost is the sum of its stages' seconds)."""
     frames = [FrameScore(index=index, time_s=time_s, score=frame["score"], proposer=proposer,
                          rule_score=frame.get("rule_score"), gated=gated, anomalous=frame["anomalous"],
                          caption=caption or None, evidence=frame.get("evidence"), proposer_reason=why,
@@ -360,7 +425,7 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
     rules = state.get("rules") or {}
     toolset = runtime.toolset()
     return DetectReport(
-        video=state["source"], scene=state["scene"], fps=config.fps, threshold=config.reasoning.threshold,
+        video=state["video"], scene=state["scene"], fps=config.fps, threshold=config.reasoning.threshold,
         gate_threshold=state["gate_threshold"], rules_version=int(rules.get("version") or 0),
         rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], frames=frames,
         events=[VideoEvent.model_validate(event) for event in state["events"]],
@@ -372,7 +437,8 @@ def _report(state: VideoDetectState, config: VideoDetectConfig, runtime: Runtime
                 **({"explainer": explanation.get("model") or runtime.settings.llm.model} if explanation else {})},
         cost=Cost(frames=len(frames), gated_frames=sum(state["gated"]), llm_calls=llm_calls,
                   prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
-                  seconds=round(seconds, 2), seconds_by_stage=stages),
-        trace_id=trace_id, thumbnails={int(k): v for k, v in (state.get("thumbnails") or {}).items()},
+                  seconds=round(sum(stages.values()), 2), seconds_by_stage=stages),
+        trace_id=telemetry.current_trace_id(),
+        thumbnails={int(k): v for k, v in (state.get("thumbnails") or {}).items()},
         explanation=explanation, created=datetime.now(UTC).isoformat(timespec="seconds"),
         warnings=list(state.get("warnings") or []))

@@ -1,7 +1,13 @@
 """The ``explain`` graph (Holmes-VAU): anomaly scores in, judgments at clip, event and video level out.
 
-    sample -> describe -> judge_clips (loops) -> judge_events (loops) -> judge_video
+    prepare -> sample -> describe -> judge_clips (loops) -> judge_events (loops) -> judge_video -> explanation
 
+Input :class:`ExplainInput` (at least ``{"video": PATH, "scene": NAME}``), output
+``{"explanation": {...}}`` (:class:`ExplainOutput`); the settings (:class:`ExplainConfig`) are the
+run's context, by default the ones the graph was built with.
+
+- **prepare**: the video is readable; the mode (a VLM sees the frames, or the LLM reads
+  captions) and the events to judge one by one are fixed for the run.
 - **sample**: per-frame anomaly scores (given, or from the scene's proposer) become a density; the
   anomaly-focused sampler picks ``frames`` positions for the whole video and ``event_frames``
   inside each event's span.
@@ -15,6 +21,7 @@
   sentence by sentence against the evidence (:mod:`sleuth.agents.explain`).
 - **judge_events**: one call per event (at most ``max_events``), checkpointed the same way.
 - **judge_video**: one text-only call over the clip and event judgments.
+- **explanation**: the typed result.
 
 The graph state holds frame positions, times, scores and captions, never images (checkpoints
 must serialise): frames are re-read from the source where images are needed.
@@ -27,10 +34,11 @@ import json
 import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Required, TypedDict
 
 import numpy as np
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
 from sleuth import telemetry
 from sleuth.agents.explain import Observation, judge_clip, judge_event, judge_video
 from sleuth.config import Settings
@@ -50,6 +58,28 @@ Progress = Callable[[str, int, int], None]
 
 
 
+class ExplainInput(TypedDict, total=False):
+    """What the graph is given: a video and its scene; optionally detect's per-frame scores (else the
+    scene's proposer scores the frames) and events (then they decide the verdicts), one event to
+    explain alone, the rules the answers may cite ('kind: text'), and the frames to read."""
+
+    video: Required[str]
+    scene: Required[str]
+    scores: list[float] | None
+    events: list[dict[str, Any]] | None
+    event_id: int | None
+    rules: list[str] | None
+    fps: float | None
+    start: int
+    stop: int | None
+
+
+class ExplainOutput(TypedDict):
+    """What the graph returns: an :class:`~sleuth.records.Explanation` as JSON."""
+
+    explanation: dict[str, Any]
+
+
 class ExplainState(TypedDict, total=False):
     # input
     video: str
@@ -58,7 +88,9 @@ class ExplainState(TypedDict, total=False):
     start: int
     stop: int | None
     scores: list[float] | None
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] | None
+    event_id: int | None
+    # prepare
     detected: bool  # the events are a detector's (so a clip outside them is not anomalous)
     explained: list[int]  # positions in ``events`` of the events judged one by one
     rules: list[str] | None
@@ -77,6 +109,8 @@ class ExplainState(TypedDict, total=False):
     video_judgment: dict[str, Any] | None
     usage: Annotated[dict[str, int], add_counts]
     model: str | None
+    # output
+    explanation: dict[str, Any]
 
 
 def clip_groups(positions: Sequence[int], clip_size: int) -> list[list[int]]:
@@ -123,8 +157,15 @@ def jpeg(image: np.ndarray, width: int) -> bytes:
 
 def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progress: Progress | None = None,
                 checkpointer: Any = None) -> Any:
-    """Compile the graph for ``runtime``; pass a checkpointer to make runs resumable."""
-    config = config or ExplainConfig()
+    """Compile the graph for ``runtime``; pass a checkpointer to make runs resumable. ``config`` is
+    the default settings; a run's context (an :class:`ExplainConfig` or a dict of its fields)
+    replaces them for that run."""
+    default = config or ExplainConfig()
+
+    def settings() -> ExplainConfig:
+        context = get_runtime().context
+        return context if isinstance(context, ExplainConfig) else default
+
     images: dict[int, bytes] = {}  # position -> JPEG, refilled from the source after a resume
 
     def tools() -> ToolSet:
@@ -157,7 +198,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             wanted = set(state["positions"]).union(*map(set, state.get("event_positions") or [])) | set(positions)
             frames = read_positions(state["video"], state.get("fps"), wanted - images.keys(),
                                     state.get("start", 0), state.get("stop"))
-            images.update({p: jpeg(frame.image, config.image_width) for p, frame in frames.items()})
+            images.update({p: jpeg(frame.image, settings().image_width) for p, frame in frames.items()})
         return [images[p] for p in positions]
 
     def detected(state: ExplainState) -> list[VideoEvent] | None:
@@ -167,6 +208,15 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
 
     def role(state: ExplainState) -> str:
         return "vlm" if state["mode"] == "vlm" else "llm"
+
+    @telemetry.traced_agent("prepare")
+    def prepare(state: ExplainState) -> dict[str, Any]:
+        config = settings()
+        _reader(state)  # a missing file or a bad fps fails here
+        chosen = [VideoEvent.model_validate(raw) for raw in state.get("events") or []]
+        explained = events_to_explain(chosen, state.get("event_id"), config.max_events)
+        return {"mode": explain_mode(config, runtime.settings), "events": [e.model_dump() for e in chosen],
+                "detected": state.get("events") is not None, "explained": explained}
 
     @telemetry.traced_agent("sample")
     def sample(state: ExplainState) -> dict[str, Any]:
@@ -194,8 +244,8 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
                                   hint="pass one score per frame, read at the same --fps as the scores were made")
             indices, times = [i for i, _ in read], [t for _, t in read]
             unit = [float(s) for s in scores]
-        positions = AnomalyFocusedSampler(config.frames, config.tau).sample(unit)
-        per_event = AnomalyFocusedSampler(config.event_frames, config.tau)
+        positions = AnomalyFocusedSampler(settings().frames, settings().tau).sample(unit)
+        per_event = AnomalyFocusedSampler(settings().event_frames, settings().tau)
         event_positions = []
         for number in state.get("explained") or []:
             span = event_span(VideoEvent.model_validate(state["events"][number]), indices)
@@ -210,7 +260,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         wanted = sorted(set(state["positions"]).union(*map(set, state["event_positions"])))
         captioner = tools().captioner
         # a captioner that sees frames one at a time (a VLM) needs no neighbours
-        context = 0 if getattr(captioner, "independent_frames", False) else config.caption_context
+        context = 0 if getattr(captioner, "independent_frames", False) else settings().caption_context
         runs = caption_runs(wanted, len(state["indices"]), context)
         frames = read_positions(state["video"], state.get("fps"),
                                 {p for first, last in runs for p in range(first, last + 1)},
@@ -225,7 +275,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         return {"captions": captions}
 
     def next_step(state: ExplainState) -> str:
-        if len(state.get("clips") or []) < len(clip_groups(state["positions"], config.clip_size)):
+        if len(state.get("clips") or []) < len(clip_groups(state["positions"], settings().clip_size)):
             return "judge_clips"
         if len(state.get("event_judgments") or []) < len(state["event_positions"]):
             return "judge_events"
@@ -233,20 +283,20 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
 
     @telemetry.traced_agent("judge_clips")
     def judge_clips(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], config.clip_size)
+        groups = clip_groups(state["positions"], settings().clip_size)
         done = len(state.get("clips") or [])
         report("clips", done, len(groups))  # before the work: a failing callback loses no finished clip
         group = groups[done]
         start = len(runtime.gateway.usage.records)
         judgment = judge_clip(observations(state, group), scene=state["scene"], rules=state.get("rules"),
-                              gateway=runtime.gateway, threshold=config.threshold, events=detected(state),
+                              gateway=runtime.gateway, threshold=settings().threshold, events=detected(state),
                               role=role(state),
-                              images=images_at(state, group), max_tokens=config.max_tokens)
+                              images=images_at(state, group), max_tokens=settings().max_tokens)
         return {"clips": [judgment.model_dump()], **usage_since(start)}
 
     @telemetry.traced_agent("judge_events")
     def judge_events(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], config.clip_size)
+        groups = clip_groups(state["positions"], settings().clip_size)
         report("clips", len(groups), len(groups))
         done = len(state.get("event_judgments") or [])
         report("events", done, len(state["event_positions"]))
@@ -255,12 +305,12 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         start = len(runtime.gateway.usage.records)
         judgment = judge_event(event, observations(state, positions), scene=state["scene"], rules=state.get("rules"),
                                gateway=runtime.gateway, role=role(state),
-                               images=images_at(state, positions), max_tokens=config.max_tokens)
+                               images=images_at(state, positions), max_tokens=settings().max_tokens)
         return {"event_judgments": [judgment.model_dump()], **usage_since(start)}
 
     @telemetry.traced_agent("judge_video")
     def judge_whole(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], config.clip_size)
+        groups = clip_groups(state["positions"], settings().clip_size)
         report("clips", len(groups), len(groups))
         if state["event_positions"]:
             report("events", len(state["event_positions"]), len(state["event_positions"]))
@@ -273,25 +323,45 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
                                [Judgment.model_validate(j) for j in state.get("event_judgments") or []],
                                scene=state["scene"], start_s=state["times"][0], end_s=state["times"][-1],
                                observations=observations(state, positions), peak_score=float(scores[peak]),
-                               peak_s=state["times"][peak], threshold=config.threshold, detected=detected(state),
+                               peak_s=state["times"][peak], threshold=settings().threshold, detected=detected(state),
                                rules=state.get("rules"), gateway=runtime.gateway, role=role(state),
-                               max_tokens=config.max_tokens)
+                               max_tokens=settings().max_tokens)
         report("video", 1, 1)
         return {"video_judgment": judgment.model_dump(), **usage_since(start)}
 
+    @telemetry.traced_agent("explanation")
+    def explanation(state: ExplainState) -> dict[str, Any]:
+        usage = state.get("usage") or {}
+        role_model = runtime.settings.vlm.model if state["mode"] == "vlm" else runtime.settings.llm.model
+        return {"explanation": Explanation(
+            video=state["video"], scene=state["scene"],
+            sampled_frames=[state["indices"][p] for p in state["positions"]],
+            source="vlm" if state["mode"] == "vlm" else "captions",
+            captions={str(state["indices"][int(p)]): text
+                      for p, text in (state.get("captions") or {}).items()},
+            clips=[Judgment.model_validate(j) for j in state.get("clips") or []],
+            events=[Judgment.model_validate(j) for j in state.get("event_judgments") or []],
+            video_judgment=Judgment.model_validate(state["video_judgment"]), llm_calls=int(usage.get("llm_calls", 0)),
+            model=state.get("model") or role_model).model_dump(mode="json")}
+
     steps = ["judge_clips", "judge_events", "judge_video"]
-    graph = StateGraph(ExplainState)
+    graph = StateGraph(ExplainState, context_schema=ExplainConfig, input_schema=ExplainInput,
+                       output_schema=ExplainOutput)
+    graph.add_node("prepare", prepare)
     graph.add_node("sample", sample)
     graph.add_node("describe", describe)
     graph.add_node("judge_clips", judge_clips)
     graph.add_node("judge_events", judge_events)
     graph.add_node("judge_video", judge_whole)
-    graph.add_edge(START, "sample")
+    graph.add_node("explanation", explanation)
+    graph.add_edge(START, "prepare")
+    graph.add_edge("prepare", "sample")
     graph.add_edge("sample", "describe")
     graph.add_conditional_edges("describe", next_step, steps)
     graph.add_conditional_edges("judge_clips", next_step, steps)
     graph.add_conditional_edges("judge_events", next_step, steps)
-    graph.add_edge("judge_video", END)
+    graph.add_edge("judge_video", "explanation")
+    graph.add_edge("explanation", END)
     return graph.compile(checkpointer=checkpointer)
 
 
@@ -308,6 +378,20 @@ def explain_mode(config: ExplainConfig, settings: Settings) -> str:
     return "captions"
 
 
+def events_to_explain(events: Sequence[VideoEvent], event_id: int | None, max_events: int) -> list[int]:
+    """Positions in ``events`` judged one by one: the event ``event_id`` alone, else the first ``max_events``."""
+    if event_id is None:
+        return list(range(min(len(events), max_events)))
+    explained = [k for k, event in enumerate(events) if event.id == event_id]
+    if not explained:
+        raise SleuthError(f"no event {event_id} among the events given",
+                          hint=f"events: {', '.join(str(e.id) for e in events) or 'none'}")
+    return explained
+
+
+GRAPH_VERSION = 2  # part of the default thread id: checkpoints of an older state layout are not reused
+
+
 def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None, events: Sequence[VideoEvent] | None,
                       rules: Sequence[str] | None, fps: Any, config: ExplainConfig, mode: str,
                       model: str | None, explained: Sequence[int] = ()) -> str:
@@ -317,7 +401,7 @@ def default_thread_id(video: str, scene: str, *, scores: Sequence[float] | None,
     path = Path(video)
     stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else ""
     score_bytes = np.asarray(scores, dtype=np.float64).tobytes() if scores is not None else b"proposer"
-    parts = (video, stamp, scene, repr(fps), config.model_dump_json(), mode, model or "",
+    parts = (str(GRAPH_VERSION), video, stamp, scene, repr(fps), config.model_dump_json(), mode, model or "",
              json.dumps(None if events is None else [event.model_dump() for event in events]),
              json.dumps(list(rules or [])), json.dumps(list(explained)))
     for part in parts:
@@ -352,11 +436,7 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
     mode = explain_mode(config, runtime.settings)
     role_model = runtime.settings.vlm.model if mode == "vlm" else runtime.settings.llm.model
     chosen = [e if isinstance(e, VideoEvent) else VideoEvent.model_validate(e) for e in events or []]
-    explained = ([k for k, e in enumerate(chosen) if e.id == event_id] if event_id is not None
-                 else list(range(min(len(chosen), config.max_events))))
-    if event_id is not None and not explained:
-        raise SleuthError(f"no event {event_id} among the events given",
-                          hint=f"events: {', '.join(str(e.id) for e in chosen) or 'none'}")
+    explained = events_to_explain(chosen, event_id, config.max_events)
     score_list = [float(s) for s in scores] if scores is not None else None
     thread_id = thread_id or default_thread_id(video, scene, scores=score_list,
                                                events=chosen if events is not None else None, rules=rules,
@@ -369,22 +449,13 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
         span.set_attribute("sleuth.explain.mode", mode)
         snapshot = graph.get_state(run_config) if runtime.checkpointer is not None else None
         if snapshot is not None and snapshot.next:
-            state = graph.invoke(None, run_config)  # resume an interrupted run
-        elif snapshot is not None and snapshot.values.get("video_judgment") is not None:
-            state = snapshot.values  # finished before: same inputs, same result
+            output = graph.invoke(None, run_config, context=config)  # resume an interrupted run
+        elif snapshot is not None and snapshot.values.get("explanation") is not None:
+            output = snapshot.values  # finished before: same inputs, same result
         else:
-            state = graph.invoke({"video": video, "scene": scene, "fps": fps, "start": start, "stop": stop,
-                                  "scores": score_list,
-                                  "events": [event.model_dump() for event in chosen],
-                                  "detected": events is not None, "explained": explained,
-                                  "rules": list(rules) if rules else None, "mode": mode, "clips": [],
-                                  "event_judgments": [], "usage": {}, "model": None}, run_config)
-    usage = state.get("usage") or {}
-    return Explanation(
-        video=video, scene=scene, sampled_frames=[state["indices"][p] for p in state["positions"]],
-        source="vlm" if mode == "vlm" else "captions",
-        captions={str(state["indices"][int(p)]): text for p, text in (state.get("captions") or {}).items()},
-        clips=[Judgment.model_validate(j) for j in state.get("clips") or []],
-        events=[Judgment.model_validate(j) for j in state.get("event_judgments") or []],
-        video_judgment=Judgment.model_validate(state["video_judgment"]), llm_calls=int(usage.get("llm_calls", 0)),
-        model=state.get("model") or role_model)
+            output = graph.invoke({"video": video, "scene": scene, "fps": fps, "start": start, "stop": stop,
+                                   "scores": score_list,
+                                   "events": None if events is None else [event.model_dump() for event in chosen],
+                                   "event_id": event_id, "rules": list(rules) if rules else None},
+                                  run_config, context=config)
+    return Explanation.model_validate(output["explanation"])
