@@ -253,6 +253,8 @@ def test_a_shown_frame_is_answered_with_what_the_captioner_sees_not_a_retelling(
     assert answer.type == "answer" and answer.text.startswith("Frame 10 of gate.mp4 at 0:01.0; the captioner sees:")
     assert "blue car" not in answer.text and answer.files and answer.files[0].endswith(".jpg")
     assert "Frame 12" not in answer.text  # no answer was asked of the model
+    seen = next(m for m in agent.messages("t1f") if m["role"] == "tool")["content"]
+    assert "the captioner sees:" in seen  # the model's next step or turn knows it too
 
 
 def test_rules_are_answered_as_stored_with_each_rule_kind(setup: dict[str, Any]) -> None:  # noqa: F811
@@ -263,6 +265,8 @@ def test_rules_are_answered_as_stored_with_each_rule_kind(setup: dict[str, Any])
     assert answer.text.startswith("Rules of gate, v1: 1 anomaly and 1 normal.")
     assert "- anomaly: Riding a bicycle" in answer.text and "- normal: Walking on the path" in answer.text
     assert "is normal" not in answer.text  # the model's swapped kinds never reach the person
+    shown = next(m for m in agent.messages("t1r") if m["role"] == "tool")["content"]
+    assert shown.startswith("Rules of gate, v1:")  # the model sees which scene and version too
 
 
 def test_a_calibration_is_answered_as_stored_but_a_detect_is_explained() -> None:
@@ -273,3 +277,4 @@ def test_a_calibration_is_answered_as_stored_but_a_detect_is_explained() -> None
     assert verbatim_answer([stored]) == stored["content"]
     detect = {"role": "tool", "name": "detect", "content": "detect on a.mp4 ...", "lead": "Detect on a.mp4: no event."}
     assert verbatim_answer([stored, detect]) is None and verbatim_answer([]) is None
+    assert verbatim_answer([stored, dict(stored)]) == stored["content"]  # the same call twice: said once

@@ -45,9 +45,9 @@ from typing import Annotated, Any, TypedDict
 import numpy as np
 from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
 from sleuth import telemetry
 from sleuth.errors import SleuthError
+from sleuth.graphs.context import run_settings
 from sleuth.graphs.detect.configuration import VideoDetectConfig
 from sleuth.graphs.detect.state import Cost, DetectReport, FrameScore, VideoEvent
 from sleuth.graphs.detect_captions import detect_captions, strongest_note
@@ -135,9 +135,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
     default = config or VideoDetectConfig()
 
     def settings() -> VideoDetectConfig:
-        context = get_runtime().context
-        return context if isinstance(context, VideoDetectConfig) else \
-            VideoDetectConfig.model_validate(context) if isinstance(context, dict) else default
+        return run_settings(VideoDetectConfig, default)
 
     def reader(state: VideoDetectState) -> FrameReader:
         config = settings()

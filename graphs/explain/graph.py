@@ -38,11 +38,11 @@ from typing import Annotated, Any, Required, TypedDict
 
 import numpy as np
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
 from sleuth import telemetry
 from sleuth.agents.explain import Observation, judge_clip, judge_event, judge_video
 from sleuth.config import Settings
 from sleuth.errors import ConfigError, SleuthError
+from sleuth.graphs.context import run_settings
 from sleuth.graphs.detect.state import VideoEvent
 from sleuth.graphs.explain.configuration import ExplainConfig
 from sleuth.graphs.explain.state import Explanation, Judgment
@@ -163,8 +163,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
     default = config or ExplainConfig()
 
     def settings() -> ExplainConfig:
-        context = get_runtime().context
-        return context if isinstance(context, ExplainConfig) else default
+        return run_settings(ExplainConfig, default)
 
     images: dict[int, bytes] = {}  # position -> JPEG, refilled from the source after a resume
 
@@ -244,8 +243,9 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
                                   hint="pass one score per frame, read at the same --fps as the scores were made")
             indices, times = [i for i, _ in read], [t for _, t in read]
             unit = [float(s) for s in scores]
-        positions = AnomalyFocusedSampler(settings().frames, settings().tau).sample(unit)
-        per_event = AnomalyFocusedSampler(settings().event_frames, settings().tau)
+        config = settings()
+        positions = AnomalyFocusedSampler(config.frames, config.tau).sample(unit)
+        per_event = AnomalyFocusedSampler(config.event_frames, config.tau)
         event_positions = []
         for number in state.get("explained") or []:
             span = event_span(VideoEvent.model_validate(state["events"][number]), indices)
@@ -283,20 +283,22 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
 
     @telemetry.traced_agent("judge_clips")
     def judge_clips(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], settings().clip_size)
+        config = settings()
+        groups = clip_groups(state["positions"], config.clip_size)
         done = len(state.get("clips") or [])
         report("clips", done, len(groups))  # before the work: a failing callback loses no finished clip
         group = groups[done]
         start = len(runtime.gateway.usage.records)
         judgment = judge_clip(observations(state, group), scene=state["scene"], rules=state.get("rules"),
-                              gateway=runtime.gateway, threshold=settings().threshold, events=detected(state),
+                              gateway=runtime.gateway, threshold=config.threshold, events=detected(state),
                               role=role(state),
-                              images=images_at(state, group), max_tokens=settings().max_tokens)
+                              images=images_at(state, group), max_tokens=config.max_tokens)
         return {"clips": [judgment.model_dump()], **usage_since(start)}
 
     @telemetry.traced_agent("judge_events")
     def judge_events(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], settings().clip_size)
+        config = settings()
+        groups = clip_groups(state["positions"], config.clip_size)
         report("clips", len(groups), len(groups))
         done = len(state.get("event_judgments") or [])
         report("events", done, len(state["event_positions"]))
@@ -305,12 +307,13 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         start = len(runtime.gateway.usage.records)
         judgment = judge_event(event, observations(state, positions), scene=state["scene"], rules=state.get("rules"),
                                gateway=runtime.gateway, role=role(state),
-                               images=images_at(state, positions), max_tokens=settings().max_tokens)
+                               images=images_at(state, positions), max_tokens=config.max_tokens)
         return {"event_judgments": [judgment.model_dump()], **usage_since(start)}
 
     @telemetry.traced_agent("judge_video")
     def judge_whole(state: ExplainState) -> dict[str, Any]:
-        groups = clip_groups(state["positions"], settings().clip_size)
+        config = settings()
+        groups = clip_groups(state["positions"], config.clip_size)
         report("clips", len(groups), len(groups))
         if state["event_positions"]:
             report("events", len(state["event_positions"]), len(state["event_positions"]))
@@ -323,16 +326,15 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
                                [Judgment.model_validate(j) for j in state.get("event_judgments") or []],
                                scene=state["scene"], start_s=state["times"][0], end_s=state["times"][-1],
                                observations=observations(state, positions), peak_score=float(scores[peak]),
-                               peak_s=state["times"][peak], threshold=settings().threshold, detected=detected(state),
+                               peak_s=state["times"][peak], threshold=config.threshold, detected=detected(state),
                                rules=state.get("rules"), gateway=runtime.gateway, role=role(state),
-                               max_tokens=settings().max_tokens)
+                               max_tokens=config.max_tokens)
         report("video", 1, 1)
         return {"video_judgment": judgment.model_dump(), **usage_since(start)}
 
     @telemetry.traced_agent("explanation")
     def explanation(state: ExplainState) -> dict[str, Any]:
         usage = state.get("usage") or {}
-        role_model = runtime.settings.vlm.model if state["mode"] == "vlm" else runtime.settings.llm.model
         return {"explanation": Explanation(
             video=state["video"], scene=state["scene"],
             sampled_frames=[state["indices"][p] for p in state["positions"]],
@@ -342,7 +344,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             clips=[Judgment.model_validate(j) for j in state.get("clips") or []],
             events=[Judgment.model_validate(j) for j in state.get("event_judgments") or []],
             video_judgment=Judgment.model_validate(state["video_judgment"]), llm_calls=int(usage.get("llm_calls", 0)),
-            model=state.get("model") or role_model).model_dump(mode="json")}
+            model=state.get("model") or judge_model(state["mode"], runtime.settings)).model_dump(mode="json")}
 
     steps = ["judge_clips", "judge_events", "judge_video"]
     graph = StateGraph(ExplainState, context_schema=ExplainConfig, input_schema=ExplainInput,
@@ -376,6 +378,11 @@ def explain_mode(config: ExplainConfig, settings: Settings) -> str:
                           hint="set vlm.model (SLEUTH_VLM__MODEL) to a vision-capable LiteLLM model, "
                           "or use use_vlm='auto'")
     return "captions"
+
+
+def judge_model(mode: str, settings: Settings) -> str | None:
+    """The model that writes the judgments: the VLM in 'vlm' mode, else the LLM."""
+    return settings.vlm.model if mode == "vlm" else settings.llm.model
 
 
 def events_to_explain(events: Sequence[VideoEvent], event_id: int | None, max_events: int) -> list[int]:
@@ -434,7 +441,7 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
     video = str(source)
     FrameReader(video, fps=fps, start=start, stop=stop)  # a missing file or a bad fps fails here
     mode = explain_mode(config, runtime.settings)
-    role_model = runtime.settings.vlm.model if mode == "vlm" else runtime.settings.llm.model
+    role_model = judge_model(mode, runtime.settings)
     chosen = [e if isinstance(e, VideoEvent) else VideoEvent.model_validate(e) for e in events or []]
     explained = events_to_explain(chosen, event_id, config.max_events)
     score_list = [float(s) for s in scores] if scores is not None else None

@@ -403,9 +403,9 @@ def show_rules(ctx: ToolContext, args: ShowRulesArgs) -> ToolOutput:
     ruleset = memory.get(args.scene, version)
     anomaly = [rule.text for rule in ruleset.rules if rule.kind == "anomaly"]
     normal = [rule.text for rule in ruleset.rules if rule.kind != "anomaly"]
-    lines = [f"- anomaly: {text}" for text in anomaly] + [f"- normal: {text}" for text in normal]
-    return ToolOutput("\n".join(lines), lead=f"Rules of {args.scene}, v{version}: {len(anomaly)} anomaly and "
-                      f"{len(normal)} normal.")
+    lines = [f"Rules of {args.scene}, v{version}: {len(anomaly)} anomaly and {len(normal)} normal."]
+    lines += [f"- anomaly: {text}" for text in anomaly] + [f"- normal: {text}" for text in normal]
+    return ToolOutput("\n".join(lines))  # no lead: the model needs the scene and version as much as a person
 
 
 def propose_rule_edit(ctx: ToolContext, args: RuleEditArgs) -> ToolOutput:
@@ -443,9 +443,9 @@ def show_frame(ctx: ToolContext, args: FrameArgs) -> ToolOutput:
         seen = caption_positions(ctx.runtime.toolset().captioner, frames, [position], context=FRAME_CONTEXT)[position]
     except SleuthError as exc:  # the image is still worth showing
         seen = f"(no description: {exc.one_line()})"
-    headline = f"Frame {index} of {video.name} at {_clock(frame.time_s)}"
-    return ToolOutput(f"{headline} written to {path}.", [path],
-                      lead=f"{headline}; the captioner sees: {seen.strip() or 'no moving people or objects'}")
+    # no lead: what the captioner sees is for the model too (a later step or turn asks about it)
+    return ToolOutput(f"Frame {index} of {video.name} at {_clock(frame.time_s)}; the captioner sees: "
+                      f"{seen.strip() or 'no moving people or objects'}\nWritten to {path}.", [path])
 
 
 def show_clip(ctx: ToolContext, args: RangeArgs) -> ToolOutput:
@@ -568,4 +568,4 @@ def verbatim_answer(turn: list[dict[str, Any]]) -> str | None:
     if not results or any(message["content"].startswith("error:") for message in results) or \
             not all(message.get("name") in TOOLS and TOOLS[message["name"]].verbatim for message in results):
         return None
-    return "\n\n".join(result_text(message) for message in results)
+    return "\n\n".join(dict.fromkeys(result_text(message) for message in results))  # a result said once
