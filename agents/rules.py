@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from sleuth import telemetry
 from sleuth.agents.faithfulness import VOCABULARY
 from sleuth.agents.schemas import Category, Kind, Rule, RuleSet, unique_rules
-from sleuth.errors import SleuthError
+from sleuth.errors import SleuthError, StructuredOutputError
 from sleuth.llm.gateway import Gateway, get_gateway
 from sleuth.prompts import load_prompt
 from sleuth.tools.embedder import TextEmbedder
@@ -99,14 +99,19 @@ def induce_from_unlabeled(captions_by_video: Mapping[str, Sequence[str]], *, per
                           embedder: TextEmbedder | None = None) -> RuleSet:
     """HyCoVAD: sample ``per_video`` captions of each video (evenly spread), induce, aggregate."""
     rng = random.Random(seed)
-    rulesets = []
+    rulesets, malformed = [], []
     for video, captions in captions_by_video.items():
         pool = sorted({caption.strip() for caption in captions if caption.strip()})
         if not pool:
             continue
         sample = rng.sample(pool, min(per_video, len(pool)))
         with telemetry.agent_span(f"rule_induction {video}"):
-            rulesets.append(induce_rules(sample, scene=scene, gateway=gateway))
+            try:
+                rulesets.append(induce_rules(sample, scene=scene, gateway=gateway))
+            except StructuredOutputError as exc:  # one bad answer of a small model: the other samples still speak
+                malformed.append(exc)
+    if not rulesets and malformed:
+        raise malformed[0]
     if not rulesets:
         raise SleuthError("every video's captions are empty", hint="check the caption files")
     embedder = embedder or TextEmbedder()

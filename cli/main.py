@@ -30,6 +30,7 @@ from sleuth.cli.runner import err, fail, request
 from sleuth.cli.search import search
 from sleuth.cli.serve import serve_app
 from sleuth.cli.ui import ui
+from sleuth.cli.watch import watch
 
 app = typer.Typer(
     name="sleuth",
@@ -49,6 +50,7 @@ app.add_typer(rules_app, name="rules")
 calibrate_app.callback(invoke_without_command=True)(calibrate_scene)
 app.add_typer(calibrate_app, name="calibrate")
 app.command("detect")(detect)
+app.command("watch")(watch)
 app.command("explain")(explain)
 app.command("report")(report)
 app.command("score")(score)
@@ -235,6 +237,32 @@ def eval_pipeline(
                       str(result["seconds_per_frame"]), str(result["peak_memory_mb"]))
     out.print(table)
     err.print(f"wrote {output / 'pipeline_bench.json'} and an HTML report per video in {output / 'reports'}")
+
+
+@eval_app.command("watch")
+def eval_watch(
+    data: Annotated[Path, typer.Option(help="Data folder with videos/ucf_Robbery102_frames.mp4 (../shared/data).")],
+    output: Annotated[Path, typer.Option(help="Folder for the JSON result, the alerts and the report.")] = Path(
+        "results/watch-bench"),
+    webhook_down: Annotated[float, typer.Option(help="Seconds the webhook receiver is down at the start.")] = 60.0,
+    keep: Annotated[bool, typer.Option(help="Reuse the calibration of an earlier run in --output.")] = False,
+    fps: Annotated[float, typer.Option(help="Rate the scene is calibrated and watched at.")] = 5.0,
+) -> None:
+    """Benchmark `sleuth watch` on a live loopback stream: alert latency, alerts lost while the webhook
+    is down, reconnects, throughput."""
+    from sleuth.evals.watch_bench import run
+
+    with request("eval watch") as settings:
+        result = run(data, output, settings, err.print, webhook_down_s=webhook_down, reuse=keep, fps=fps)
+    latency, live = result["latency_s"], result["live_latency_s"]
+    out.print(f"{result['frames_analysed']} frames analysed in {result['wall_seconds']} s "
+              f"({result['analysed_frames_per_wall_second']} frames/s, {result['analysed_fps']:g} wanted); "
+              f"{result['event_alerts']} event alert(s), {live['median']} s after the event went live (median; max "
+              f"{live['max']} s), {latency['median']} s after its frame was decoded; "
+              f"{result['alerts_emitted']} alerts emitted, {result['alerts_received']} received by the webhook "
+              f"(down for the first {result['webhook_down_s']:g} s), {result['alerts_lost']} lost; "
+              f"{len(result['gaps'])} gap(s) reported")
+    err.print(f"wrote {output / 'watch_bench.json'}; the rolling report is {result['report']}")
 
 
 @eval_app.command("captioners")

@@ -1,4 +1,4 @@
-"""Dependencies point one way: cli -> serve/evals -> graphs -> reports -> agents/memory -> tools -> llm
+"""Dependencies point one way: cli -> serve/evals/live -> graphs -> reports -> agents/memory -> tools -> llm
 -> config, prompts, errors and the shared records. A module that imports from a layer above its own
 makes a circle sooner or later (tools importing serve, reports importing a graph's state)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = {"config": 0, "errors": 0, "records": 0, "telemetry": 0, "datapaths": 0, "prompts": 0,
          "llm": 1, "tools": 2, "agents": 3, "memory": 3, "reports": 4, "graphs": 5,
-         "serve": 6, "evals": 6, "doctor": 6, "cli": 7}
+         "serve": 6, "evals": 6, "live": 6, "doctor": 6, "cli": 7}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

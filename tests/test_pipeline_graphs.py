@@ -183,13 +183,13 @@ def test_an_interrupted_detect_resumes_without_redoing_finished_stages(
     calibrated(runtime, footage, rules=SPEED_RULES)
     scored: list[int] = []
     proposer = runtime.toolset().proposer("cam1")
-    original = type(proposer).score
+    original = type(proposer).scores_from_ssl  # once per chunk of the one streamed pass
 
-    def counting(self: Any, frames: Any, **kwargs: Any) -> Any:
+    def counting(self: Any, frames: Any, *args: Any) -> Any:
         scored.append(len(frames))
-        return original(self, frames, **kwargs)
+        return original(self, frames, *args)
 
-    monkeypatch.setattr(type(proposer), "score", counting)
+    monkeypatch.setattr(type(proposer), "scores_from_ssl", counting)
 
     def stop_at_captions(stage: str, done: int, total: int) -> None:
         if stage == "caption":

@@ -39,6 +39,27 @@ def test_induction_samples_every_video_and_merges(scripted_openai: ScriptedOpenA
     assert "Walking on the pathway" in [r.text for r in rules.normal]
 
 
+def test_a_sample_the_model_answers_badly_twice_is_skipped_not_the_whole_induction(
+        scripted_openai: ScriptedOpenAI) -> None:
+    """The 0.5B once cut off its JSON on one of three samples of Robbery102's captions, and the whole
+    calibration failed. The other samples still give rules; only when every sample fails does it."""
+    import pytest
+    from sleuth.errors import StructuredOutputError
+
+    answer = {"normal_human_activities": ["Walking on the pathway"], "normal_objects": [],
+              "anomaly_human_activities": ["Riding a bicycle"], "anomaly_objects": []}
+    scripted_openai.replies = ['{"normal_human_activities": ["Walk', '{"normal_', json.dumps(answer)]
+    rules = induce_from_unlabeled({"01": CAPTIONS, "02": CAPTIONS[::-1]}, per_video=5, scene="plaza",
+                                  gateway=Gateway(), embedder=HashEmbedder())
+    assert len(scripted_openai.requests) == 3  # the first sample and its retry failed, the second answered
+    assert [r.text for r in rules.anomaly] == ["Riding a bicycle"]
+
+    scripted_openai.replies = ['{"normal_']
+    with pytest.raises(StructuredOutputError):
+        induce_from_unlabeled({"01": CAPTIONS, "02": CAPTIONS[::-1]}, per_video=5, scene="plaza",
+                              gateway=Gateway(), embedder=HashEmbedder())
+
+
 def test_rules_induced_from_normal_footage_hold_on_it() -> None:
     """The main job's calibration on vtest.avi (people walking across a square) induced "Walking on
     the pathway" as an anomaly and rules pinned to screen positions; on normal footage they give way."""

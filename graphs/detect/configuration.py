@@ -14,6 +14,9 @@ class VideoDetectConfig(BaseModel):
     fps: float | None = Field(default=None, gt=0, description="Sample the video at this rate (None: every frame).")
     start: int = Field(default=0, ge=0, description="First source frame.")
     stop: int | None = Field(default=None, ge=1, description="Stop before this source frame.")
+    chunk_frames: int = Field(default=128, ge=8, description="Frames the proposer scores at a time while the "
+                              "video is read once (memory stays flat in the video's length); each chunk is scored "
+                              "with 16 frames of context either side.")
     gate_percentile: float = Field(default=95.0, ge=0, le=100, description="A frame is captioned when its "
                                    "proposer score reaches this percentile of the scene's normal (held-out "
                                    "calibration) scores. 0 captions every frame.")

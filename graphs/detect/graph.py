@@ -10,10 +10,11 @@ by default the ones the graph was built with.
 
 - **check**: the scene is calibrated and the video readable in the range asked, before any model
   loads; otherwise a one-line error that says what to do.
-- **score**: the scene's proposer scores every frame (z units; its calibrated threshold maps to
-  0.5 on a 0-1 scale) and says per frame why its most unusual object is unusual. With the
-  structured captioner, every frame is also described here from the same object pass (detector,
-  tracks, flow), so nothing is detected twice.
+- **score**: the video is read once, in chunks of ``chunk_frames`` (memory holds one window of
+  frames, not the video); the scene's proposer scores every frame (z units; its calibrated
+  threshold maps to 0.5 on a 0-1 scale) and says per frame why its most unusual object is
+  unusual. With the structured captioner, every frame is also described here from the same
+  object pass (detector, tracks, flow), so nothing is detected twice.
 - **gate**: frames whose proposer score reaches a percentile of the scene's normal scores, and
   their neighbours, go on; the rest are never captioned and cost no LLM call.
 - **caption**: the gated frames keep their descriptions (or, with another captioner, it
@@ -58,12 +59,13 @@ from sleuth.tools.captioners.structured import StructuredDescriber, describe_cli
 from sleuth.tools.captioners.windows import caption_positions
 from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, is_stream
 from sleuth.tools.proposer import Proposer, ProposerStore
+from sleuth.tools.proposer.stream import ScoredChunk, StreamScorer
 
 Progress = Callable[[str, int, int], None]
 
 
 
-GRAPH_VERSION = 2  # part of the default thread id: checkpoints of an older state layout are not resumed
+GRAPH_VERSION = 3  # part of the default thread id: checkpoints of an older state layout are not resumed
 
 
 class DetectInput(TypedDict):
@@ -163,19 +165,42 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         started = time.perf_counter()
         config, tools = settings(), runtime.toolset()
         source = reader(state)
-        frames = read(state, source)
-        warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
-        indices, times = [f.index for f in frames], [f.time_s for f in frames]
         if not ProposerStore(runtime.settings).path_for(state["scene"]).is_file():
             # Rules only: every frame is captioned, the proposer neither gates nor scores.
-            return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": None,
-                    "proposer": [0.5] * len(frames), "proposer_reasons": [None] * len(frames),
-                    "threshold": None, "gate_threshold": -math.inf,
-                    "seconds": timed("score", started)}
+            indices, times = [], []
+            for frame in source:
+                indices.append(frame.index)
+                times.append(frame.time_s)
+            if not indices:
+                raise no_frames_error(source)
+            return {"warnings": [source.shortfall] if source.shortfall else [], "indices": indices, "times": times,
+                    "proposer_z": None, "proposer": [0.5] * len(indices), "proposer_reasons": [None] * len(indices),
+                    "threshold": None, "gate_threshold": -math.inf, "seconds": timed("score", started)}
         proposer = tools.proposer(state["scene"])
-        scores = (proposer.score(frames, progress=progress) if progress and isinstance(proposer, Proposer)
-                  else proposer.score(frames))  # a Ray Serve handle reports no progress
-        z = np.asarray(scores.frame_scores, dtype=np.float64)
+        structured = isinstance(tools.captioner, StructuredDescriber)
+        if isinstance(proposer, Proposer):
+            chunks = StreamScorer(proposer, chunk=config.chunk_frames).chunks(source)  # one decode, flat memory
+        else:  # a Ray Serve handle scores a whole clip sent to it
+            frames = read(state, source)
+            whole = proposer.score(frames)
+            chunks = iter([ScoredChunk(frames, whole)])
+        total = None if is_stream(state["video"]) else source.info.frame_count
+        indices, times, z, unit, reasons, described = [], [], [], [], [], []
+        scores = None
+        for chunk in chunks:
+            scores = chunk.scores
+            indices += scores.frame_indices
+            times += scores.times_s
+            z += np.asarray(scores.frame_scores, dtype=np.float64).tolist()
+            unit += scores.unit_scores().tolist()
+            reasons += scores.reasons()
+            if structured and scores.tracked is not None:
+                described += describe_clip(chunk.frames, scores.tracked)  # one object pass serves both
+            if progress:
+                progress("score", len(indices), max(total or 0, len(indices)))
+        if scores is None:
+            raise no_frames_error(source)
+        warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
         threshold = float(scores.threshold if scores.threshold is not None else np.percentile(z, 95))
         median = scores.calibration_percentile(50.0)
         median = float(np.median(z)) if median is None else median
@@ -184,13 +209,9 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             gate = median + (threshold - median) * min(config.gate_percentile, 99.0) / 99.0
         if config.gate_percentile <= 0:
             gate = -math.inf
-        described = None
-        if isinstance(tools.captioner, StructuredDescriber) and scores.tracked is not None:
-            described = describe_clip(frames, scores.tracked)  # one object pass serves proposer and captions
-        return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z.tolist(),
-                "described": described,
-                "proposer": scores.unit_scores().tolist(), "proposer_reasons": scores.reasons(),
-                "threshold": threshold,
+        return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z,
+                "described": described if structured and len(described) == len(indices) else None,
+                "proposer": unit, "proposer_reasons": reasons, "threshold": threshold,
                 "gate_threshold": float(gate), "seconds": timed("score", started)}
 
     @telemetry.traced_agent("gate")

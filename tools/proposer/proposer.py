@@ -158,6 +158,14 @@ class ProposalScores:
         scale = max((threshold - median) / 2.2, 1e-3)
         return 1.0 / (1.0 + np.exp(-(z - threshold) / scale))
 
+    def sliced(self, start: int, stop: int) -> ProposalScores:
+        """The scores of positions ``start`` to ``stop`` (exclusive) of this clip."""
+        return ProposalScores(self.frame_indices[start:stop], self.times_s[start:stop],
+                              self.frame_scores[start:stop], self.raw_scores[start:stop], self.objects[start:stop],
+                              self.threshold, self.calibration_quantiles,
+                              {name: values[start:stop] for name, values in self.streams.items()},
+                              self.tracked[start:stop] if self.tracked is not None else None)
+
     def suspects(self, threshold: float | None = None) -> list[int]:
         """Frame indices at or above the threshold (the calibrated one by default)."""
         level = self.threshold if threshold is None else threshold
@@ -470,16 +478,38 @@ class Proposer:
         if not frames:
             raise ProposerError("no frames to score", hint="check the video and the frame range")
         _set_threads()
-        clip = self._prepare(frames, progress)
-        positions = list(range(len(frames)))
-        patches = data.object_patches(clip.grey, clip.objects, positions, self._crop_px)
-        raw = self._task_scores(patches, data.trajectories(clip.objects, positions))
-        ssl, objects = self._combine(patches, raw, positions)
-        unsmoothed, streams = self._streams(ssl, ObjectTable.from_frames(clip.objects), objects, clip.objects)
+        return self.score_objects(frames, self._prepare(frames, progress).objects)
+
+    def score_objects(self, frames: Sequence[Frame], tracked: Sequence[Any]) -> ProposalScores:
+        """:meth:`score` for frames whose object pass (the object stage's ``FrameObjects``, one per
+        frame) was already run, as a stream scorer does once per frame (:mod:`.stream`)."""
+        frames, tracked = list(frames), list(tracked)
+        ssl, objects = self.ssl_scores(data.grey_stack(frames), tracked, range(len(frames)))
+        return self.scores_from_ssl(frames, tracked, ssl, objects)
+
+    def ssl_scores(self, grey: np.ndarray, tracked: Sequence[Any],
+                   positions: Sequence[int]) -> tuple[np.ndarray, list[list[ObjectScore]]]:
+        """The self-supervised tasks' unsmoothed frame scores and object scores at ``positions`` of a
+        clip (``grey``: its frames as luma). A position's result depends only on the frames 4 either
+        side of it, so a stream scorer computes each frame once when its neighbours are there."""
+        if not self.trained:
+            raise ProposerError("this proposer is not trained", hint="run `sleuth calibrate proposer` for the scene")
+        positions = list(positions)
+        if not positions:
+            return np.zeros(0), []
+        patches = data.object_patches(grey, tracked, positions, self._crop_px)
+        raw = self._task_scores(patches, data.trajectories(tracked, positions))
+        return self._combine(patches, raw, positions)
+
+    def scores_from_ssl(self, frames: Sequence[Frame], tracked: Sequence[Any], ssl: np.ndarray,
+                        objects: list[list[ObjectScore]]) -> ProposalScores:
+        """Add the attribute streams (speed, class) to the self-supervised scores of every frame of a
+        clip, weigh, smooth. ``objects`` are completed in place (class, speed, stream z-scores)."""
+        unsmoothed, streams = self._streams(ssl, ObjectTable.from_frames(tracked), objects, tracked)
         smoothed = _gaussian_smooth(unsmoothed, self.config.smooth_frames)
         return ProposalScores([f.index for f in frames], [f.time_s for f in frames], smoothed,
                               unsmoothed.astype(np.float64), objects, self.threshold,
-                              self.meta.get("calibration_quantiles"), streams, clip.objects)
+                              self.meta.get("calibration_quantiles"), streams, list(tracked))
 
     def _streams(self, ssl: np.ndarray, table: ObjectTable, objects: list[list[ObjectScore]] | None = None,
                  tracked: Sequence[Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:

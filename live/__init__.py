@@ -1,0 +1,1 @@
+"""Live input: watching a stream and delivering its alerts."""
