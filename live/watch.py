@@ -102,7 +102,7 @@ class WatchSummary:
     pending_alerts: int = 0
     lag_s: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # per chunk, arrival to judged
     report: Path | None = None
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    gap_alerts: list[dict[str, Any]] = field(default_factory=list)  # one per reconnect: few
 
 
 def now_iso(wall: float | None = None) -> str:
@@ -347,7 +347,8 @@ class Watcher:
     def _emit(self, alert: dict[str, Any]) -> None:
         alert = {"at": now_iso(), **alert}
         alert.setdefault("camera", self.camera)
-        self.summary.alerts.append({k: v for k, v in alert.items() if k != "key_frames"})
+        if alert["type"] == "gap":
+            self.summary.gap_alerts.append(alert)
         self.router.emit(alert)
 
     def _write_report(self) -> None:
@@ -359,7 +360,7 @@ class Watcher:
                 "threshold": self.reasoning.threshold, "llm_calls": self.summary.llm_calls,
                 "events": [{**e, "key_frames": [{k: v for k, v in f.items() if k != "jpeg_base64"}
                                                 for f in e["key_frames"]]} for e in events],
-                "gaps": [a for a in self.summary.alerts if a["type"] == "gap"], "recent_frames": list(self._recent)}
+                "gaps": list(self.summary.gap_alerts), "recent_frames": list(self._recent)}
         _atomic_write(self.output / "watch.json", json.dumps(data, indent=1))
         _atomic_write(self.output / "watch.html", render_html(data, self.output))
         self.summary.report = self.output / "watch.html"
