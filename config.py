@@ -229,6 +229,19 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, toml)
 
 
+def cpu_threads() -> int:
+    """CPU threads each model may use in this process: ``SLEUTH_THREADS`` when set (a process that
+    shares the machine with others, e.g. one camera of ``sleuth watch --cameras``), else every core."""
+    value = os.environ.get("SLEUTH_THREADS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ConfigError(f"SLEUTH_THREADS must be a whole number, not '{value}'",
+                              hint="unset it to use every core") from None
+    return max(1, os.cpu_count() or 1)
+
+
 def config_files() -> list[Path]:
     """The TOML files that exist, lowest precedence first."""
     explicit = os.environ.get("SLEUTH_CONFIG")

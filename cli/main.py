@@ -247,13 +247,34 @@ def eval_watch(
     webhook_down: Annotated[float, typer.Option(help="Seconds the webhook receiver is down at the start.")] = 60.0,
     keep: Annotated[bool, typer.Option(help="Reuse the calibration of an earlier run in --output.")] = False,
     fps: Annotated[float, typer.Option(help="Rate the scene is calibrated and watched at.")] = 5.0,
+    cameras: Annotated[int | None, typer.Option(min=1, help="Instead: this many live cameras at once (each plays "
+                                                "the clip once), watched in one process; does each keep up?")] = None,
+    chunk: Annotated[int | None, typer.Option(min=1, help="Frames scored at a time (default: sleuth watch's).")] = None,
+    threads: Annotated[bool, typer.Option(help="With --cameras: threads of one process, not a process each.")] = False,
 ) -> None:
     """Benchmark `sleuth watch` on a live loopback stream: alert latency, alerts lost while the webhook
-    is down, reconnects, throughput."""
-    from sleuth.evals.watch_bench import run
+    is down, reconnects, throughput; with --cameras N, N cameras watched at once."""
+    from sleuth.evals.watch_bench import run, run_cameras
+    from sleuth.live.watch import WatchConfig
 
+    config = WatchConfig(**({"chunk": chunk} if chunk else {}))
+    if cameras is not None:
+        with request("eval watch") as settings:
+            many = run_cameras(data, output, settings, err.print, cameras=cameras, reuse=keep, fps=fps, config=config,
+                               threads=threads)
+        for camera in many["per_camera"]:
+            behind = camera["behind_s"]
+            out.print(f"{camera['camera']}: {camera['frames_analysed']} of {many['frames_wanted_each']} frames, "
+                      f"judged {behind['median']} s behind the stream (p95 {behind['p95']}, max {behind['max']}); "
+                      f"robbery {'found' if camera['robbery_found'] else 'missed'}, "
+                      f"{camera['false_alarms']} false alarm(s); alert latency {camera['live_latency_s']} s")
+        out.print(f"{many['cameras']} camera(s) at {many['fps_each']:g} frames/s each, {many['mode']}: "
+                  f"{'kept up' if many['kept_up'] else 'fell behind'}; peak memory {many['peak_memory_mb']} MB")
+        err.print(f"wrote {output}/watch_cameras_{cameras}_{many['mode']}.json")
+        return
     with request("eval watch") as settings:
-        result = run(data, output, settings, err.print, webhook_down_s=webhook_down, reuse=keep, fps=fps)
+        result = run(data, output, settings, err.print, webhook_down_s=webhook_down, reuse=keep, fps=fps,
+                     config=config)
     latency, live = result["latency_s"], result["live_latency_s"]
     out.print(f"{result['frames_analysed']} frames analysed in {result['wall_seconds']} s "
               f"({result['analysed_frames_per_wall_second']} frames/s, {result['analysed_fps']:g} wanted); "

@@ -47,6 +47,7 @@ class LiveFrame:
     frame: Frame  # index and time_s on the session's clock
     arrived: float  # wall clock (time.time()) when it was decoded
     segment: int  # 0 for the first connection or file, +1 for each reconnect or new file
+    source_time_s: float = 0.0  # the frame's time in its own stream or file (where in the source it is)
 
 
 class LiveFrames:
@@ -89,8 +90,9 @@ class LiveFrames:
     def _done(self) -> bool:
         return self.stop.is_set()
 
-    def _segment(self, source: str, offset: float | None) -> Iterator[LiveFrame]:
-        """One connection or file. ``offset`` None: the source's own times; else times from ``offset``."""
+    def _segment(self, source: str, offset: float | None, *, live: bool = False) -> Iterator[LiveFrame]:
+        """One connection or file. ``offset`` None: the source's own times; else times from ``offset``;
+        ``live``: from the session clock when the first frame arrives (connecting takes time)."""
         self.segment += 1
         first: float | None = None
         for frame in FrameReader(source, fps=self.fps):
@@ -98,6 +100,7 @@ class LiveFrames:
                 return
             if first is None:
                 first = frame.time_s
+                offset = self.clock() if live else offset
             if offset is not None and self._last_time is not None:
                 offset = max(offset, self._last_time + 0.001 - (frame.time_s - first))  # never back in time
             time_s = frame.time_s if offset is None else offset + frame.time_s - first
@@ -105,7 +108,8 @@ class LiveFrames:
             if self.max_seconds is not None and time_s >= self.max_seconds:
                 self.stop.set()
                 return
-            yield LiveFrame(Frame(self.frames, round(time_s, 4), frame.image), time.time(), self.segment)
+            yield LiveFrame(Frame(self.frames, round(time_s, 4), frame.image), time.time(), self.segment,
+                            round(frame.time_s, 4))
             self.frames += 1
 
     def _stream(self) -> Iterator[LiveFrame]:
@@ -114,9 +118,9 @@ class LiveFrames:
             start = self.clock()
             got = 0
             try:
-                for item in self._segment(self.source, offset=start):
+                for item in self._segment(self.source, offset=start, live=True):
                     if down_since is not None:  # it is back: report the gap once frames flow again
-                        self._gap(Gap(round(down_since, 2), round(start, 2), reason, attempts))
+                        self._gap(Gap(round(down_since, 2), round(item.frame.time_s, 2), reason, attempts))
                         down_since, attempts = None, 0
                     got += 1
                     yield item

@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect import VideoDetectConfig
+from sleuth.graphs.detect.graph import gate_threshold, judged_captions
 from sleuth.graphs.detect_captions import detect_captions
 from sleuth.graphs.runtime import Runtime
 from sleuth.live.alerts import AlertRouter
@@ -55,7 +56,8 @@ from sleuth.tools.proposer.stream import ScoredChunk, StreamScorer
 class WatchConfig(BaseModel):
     fps: float | None = Field(default=None, gt=0, description="Frames analysed per second of the source (None: "
                               "the rate the scene was calibrated at; the proposer's temporal crops assume it).")
-    chunk: int = Field(default=5, ge=1, description="Frames scored at a time (at 5 fps, one second).")
+    chunk: int = Field(default=3, ge=1, description="Frames scored at a time (at 5 fps, 0.6 s: an alert waits for "
+                       "its chunk to fill, then for the lookahead).")
     lookahead: int = Field(default=4, ge=4, description="Frames after a chunk its score waits for (the "
                            "self-supervised tasks read 4 frames either side of each frame).")
     context: int = Field(default=16, ge=4, description="Frames before a chunk kept for its crops, smoothing "
@@ -101,6 +103,9 @@ class WatchSummary:
     llm_calls: int = 0
     pending_alerts: int = 0
     lag_s: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # per chunk, arrival to judged
+    # per chunk of a stream, how far its judgment trails the stream's own clock (its last frame's time):
+    # the chunk and lookahead wait plus the work; it grows without bound when the watch cannot keep up
+    behind_s: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     report: Path | None = None
     gap_alerts: list[dict[str, Any]] = field(default_factory=list)  # one per reconnect: few
 
@@ -147,7 +152,9 @@ class Watcher:
         self._events: list[dict[str, Any]] = []
         self._open: OpenEvent | None = None
         self._arrived: dict[int, float] = {}
+        self._source_times: dict[int, float] = {}  # where in its stream or file each pending frame is
         self._started = now_iso()
+        self._clock: Callable[[], float] | None = None  # the stream's session clock while one is watched
 
     def _proposer(self) -> Proposer:
         store = ProposerStore(self.runtime.settings)
@@ -164,6 +171,7 @@ class Watcher:
         frames = LiveFrames(self.source, fps=self.fps, retry_base_s=config.retry_base_s,
                             retry_max_s=config.retry_max_s, max_seconds=config.max_seconds, stop=self.stop,
                             on_gap=self._on_gap)
+        self._clock = frames.clock if frames.kind == "stream" else None
         self.output.mkdir(parents=True, exist_ok=True)
         self._emit({"type": "started", "source": self.source, "kind": frames.kind, "fps": self.fps,
                     "rules_version": self.rules.version})
@@ -177,6 +185,7 @@ class Watcher:
                     scorer = self._scorer()
                     segment = item.segment
                 self._arrived[item.frame.index] = item.arrived
+                self._source_times[item.frame.index] = item.source_time_s
                 assert scorer is not None
                 chunk = scorer.push(item.frame)
                 if chunk is not None:
@@ -210,9 +219,7 @@ class Watcher:
         z = np.asarray(scores.frame_scores, dtype=np.float64)
         unit = scores.unit_scores()
         reasons = scores.reasons()
-        gate = scores.calibration_percentile(self.gate_percentile)
-        gate = float(np.percentile(z, 95)) if gate is None else gate
-        passed = z >= gate
+        passed = z >= gate_threshold(scores, z, self.gate_percentile)
         history = list(self._history)
         near = any(h["passed"] for h in history[-self.gate_context:])
         captions = (describe_clip(chunk.frames, scores.tracked)
@@ -229,9 +236,8 @@ class Watcher:
             # the frame the event's reason cites (its strongest rule evidence), which may be another frame
             cited = window[span.evidence_frame] if span is not None and span.evidence_frame is not None else item
             item["cited"] = {"frame": cited["index"], "time_s": cited["time_s"], "caption": cited["caption"] or None}
-            item["score"] = frame.score if frame is not None else float(
-                self.reasoning.proposer_weight * item["proposer"]
-                + (1 - self.reasoning.proposer_weight) * self.reasoning.no_evidence_score)
+            item["score"] = frame.score if frame is not None else self.reasoning.fuse(
+                self.reasoning.no_evidence_score, item["proposer"])  # not judged: only the proposer speaks
             item["anomalous"] = bool(frame.anomalous) if frame is not None else False
             item["rule_score"] = frame.rule_score if frame is not None else None
             own = list(frame.broken_rules) if frame is not None else []
@@ -242,18 +248,19 @@ class Watcher:
             self._history.append(item)
             self._recent.append({k: item[k] for k in ("index", "time_s", "score", "proposer", "anomalous")})
             self._arrived.pop(item["index"], None)
+            self._source_times.pop(item["index"], None)
         self.summary.frames += len(new)
         self.summary.seconds = new[-1]["time_s"]
         if arrived is not None:  # from the chunk's first frame arriving to its judgment: waiting + work
             self.summary.lag_s.append(round(time.time() - arrived, 3))
+        if self._clock is not None:
+            self.summary.behind_s.append(round(self._clock() - new[-1]["time_s"], 3))
         self._write_report()
 
     def _judge(self, window: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
         """The window's judged frames and its anomalous spans (``detect_captions``' events)."""
-        captions = [item["caption"] for item in window]
-        if not any(text.strip() for text in captions):
-            captions = ["No moving people or objects are visible."] * len(captions)
-        result = detect_captions(captions, video=Path(self.source).name, scene=self.scene, rules=self.rules,
+        result = detect_captions(judged_captions([item["caption"] for item in window]), video=Path(self.source).name,
+                                 scene=self.scene, rules=self.rules,
                                  proposer_scores=[item["proposer"] for item in window],
                                  notes=[item["reason"] for item in window], config=self.reasoning,
                                  runtime=self.runtime, thread_id=f"watch:{uuid.uuid4().hex}")
@@ -297,6 +304,7 @@ class Watcher:
                  "scores": {"score": round(item["score"], 3), "proposer": round(item["proposer"], 3),
                             "rule_score": None if item["rule_score"] is None else round(item["rule_score"], 3),
                             "threshold": self.reasoning.threshold},
+                 "source_time_s": self._source_times.get(item["index"]),
                  "latency_s": round(time.time() - arrived, 3) if arrived is not None else None}
         self._emit(alert)
         self.log(f"event {event.number} at {clock(event.start_s)}: {event.reason or event.proposer_reason or ''}")
@@ -360,10 +368,19 @@ class Watcher:
                 "threshold": self.reasoning.threshold, "llm_calls": self.summary.llm_calls,
                 "events": [{**e, "key_frames": [{k: v for k, v in f.items() if k != "jpeg_base64"}
                                                 for f in e["key_frames"]]} for e in events],
-                "gaps": list(self.summary.gap_alerts), "recent_frames": list(self._recent)}
+                "gaps": list(self.summary.gap_alerts), "recent_frames": list(self._recent),
+                "timing": {"lag_s": spread(self.summary.lag_s), "behind_s": spread(self.summary.behind_s)}}
         _atomic_write(self.output / "watch.json", json.dumps(data, indent=1))
         _atomic_write(self.output / "watch.html", render_html(data, self.output))
         self.summary.report = self.output / "watch.html"
+
+
+def spread(values: Sequence[float] | deque[float]) -> dict[str, float | None]:
+    """Median, 95th percentile and maximum of ``values`` (None each when there are none)."""
+    values = list(values)
+    return {"median": round(float(np.median(values)), 2) if values else None,
+            "p95": round(float(np.percentile(values, 95)), 2) if values else None,
+            "max": round(max(values), 2) if values else None}
 
 
 def calibration_rate(profile: SceneProfile | None) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,6 +104,7 @@ def test_watching_a_file_raises_an_event_alert_with_evidence_reason_and_key_fram
     assert summary.frames == 60 and summary.events >= 1
     event = recorder.of("event")[0]
     assert event["camera"] == "gate-1" and 2.5 <= event["start_s"] <= 5.5  # the fast object: 3 s to 5.5 s
+    assert event["source_time_s"] == pytest.approx(event["start_s"])  # a file: its own clock is the session's
     assert "an object moving very fast" in event["broken_rules"]
     assert event["reason"] and event["evidence"]["caption"]
     # the caption the reason quotes is the one shown with it (the event's evidence frame, maybe not its first)
@@ -197,6 +199,8 @@ def test_a_live_stream_that_drops_is_reconnected_the_gap_reported_and_the_event_
     assert gaps and gaps[0]["seconds"] >= 0 and gaps[0]["reason"]
     times = [a["start_s"] for a in recorder.of("event")]
     assert times == sorted(times)
+    # where in the clip each event is: its session time less the (re)connection's start
+    assert all(0 <= a["source_time_s"] <= a["start_s"] for a in recorder.of("event"))
     assert any("an object moving very fast" in e["broken_rules"] for e in recorder.of("event"))
     assert 60 < watcher.summary.frames < 120  # the cut first connection, then the whole clip
     assert recorder.alerts[-1]["type"] == "stopped"
@@ -267,3 +271,79 @@ def test_a_folder_source_reads_each_complete_video_that_arrives_as_the_next_segm
     assert [s.frame.index for s in seen] == list(range(20))
     times = [s.frame.time_s for s in seen]
     assert times == sorted(times)  # the second file continues the watch's clock
+
+
+def test_several_cameras_are_watched_at_once_on_one_runtime(
+        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
+    """Two cameras of a calibrated scene alert under their own names with their own reports; a camera of
+    an uncalibrated scene is reported and left out, and stops nothing else."""
+    from sleuth.live.cameras import CameraWatch, load_cameras
+
+    calibrated(runtime, footage, rules=SPEED_RULES)
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""cameras:
+  - {{name: gate-1, source: "{footage['test']}", scene: cam1, fps: 10}}
+  - {{name: gate-2, source: "{footage['test']}", scene: cam1, fps: 10}}
+  - {{name: lobby, source: "{footage['test']}", scene: nowhere}}
+""")
+    recorder, logged = Recorder(), []
+    group = CameraWatch(load_cameras(config), runtime=runtime, output=tmp_path / "watch", shared=[recorder],
+                        log=logged.append)
+    assert sorted(group.watchers) == ["gate-1", "gate-2"] and "nowhere" in group.errors["lobby"]
+    assert any(line.startswith("[lobby] not watched: scene 'nowhere'") for line in logged)
+    summaries = group.run()
+    assert {name: s.frames for name, s in summaries.items()} == {"gate-1": 60, "gate-2": 60}
+    for name in ("gate-1", "gate-2"):
+        events = [a for a in recorder.of("event") if a["camera"] == name]
+        assert events and any("an object moving very fast" in e["broken_rules"] for e in events)
+        assert (tmp_path / "watch" / name / "watch.html").is_file()
+        assert [a["type"] for a in recorder.alerts if a["camera"] == name][-1] == "stopped"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("cameras: []", "cameras: List should have at least 1 item"),
+    ("cameras:\n  - {name: a, source: x.mp4}", "cameras.0.scene: Field required"),
+    ("cameras:\n  - {name: a, source: x.mp4, scene: s}\n  - {name: a, source: y.mp4, scene: s}",
+     "a appear more than once"),
+    ("cameras:\n  - {name: ../a, source: x.mp4, scene: s}", "must be letters, digits"),
+    ("cameras: [", "cannot read camera file"),
+])
+def test_a_bad_camera_file_fails_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    from sleuth.live.cameras import load_cameras
+
+    path = tmp_path / "cameras.yaml"
+    path.write_text(text)
+    with pytest.raises(SleuthError) as caught:
+        load_cameras(path)
+    assert message in caught.value.one_line() and "\n" not in caught.value.one_line()
+    with pytest.raises(SleuthError, match="not found"):
+        load_cameras(tmp_path / "none.yaml")
+
+
+@pytest.mark.slow
+def test_each_camera_can_run_as_its_own_process_with_alerts_merged(
+        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
+    """``sleuth watch --cameras`` (the default: one process per camera, the cores shared out): each
+    child's alerts reach the one stdout under its camera's name; a camera whose scene is not calibrated
+    fails alone, its one-line error logged under its name."""
+    from sleuth.live.cameras import CameraProcesses, load_cameras
+
+    calibrated(runtime, footage, rules=SPEED_RULES)
+    runtime.close()  # the children open the rule memory themselves
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""cameras:
+  - {{name: gate-1, source: "{footage['test']}", scene: cam1, fps: 10}}
+  - {{name: lobby, source: "{footage['test']}", scene: nowhere}}
+""")
+    recorder, logged = Recorder(), []
+    group = CameraProcesses(load_cameras(config), data_dir=runtime.settings.data_dir, output=tmp_path / "watch",
+                            shared=[recorder], log=logged.append)
+    assert group.env["SLEUTH_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+    codes = group.run()
+    assert codes["gate-1"] == 0 and codes["lobby"] != 0
+    assert any(line.startswith("[lobby] ") and "scene 'nowhere'" in line for line in logged)
+    events = [a for a in recorder.of("event") if a["camera"] == "gate-1"]
+    assert events and any("an object moving very fast" in e["broken_rules"] for e in events)
+    assert [a["type"] for a in recorder.alerts if a["camera"] == "gate-1"][-1] == "stopped"
+    report = json.loads((tmp_path / "watch" / "gate-1" / "watch.json").read_text())
+    assert report["frames"] == 60 and report["camera"] == "gate-1"

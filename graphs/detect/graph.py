@@ -58,7 +58,7 @@ from sleuth.memory.scenes import SceneStore
 from sleuth.tools.captioners.structured import StructuredDescriber, describe_clip
 from sleuth.tools.captioners.windows import caption_positions
 from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, is_stream
-from sleuth.tools.proposer import Proposer, ProposerStore
+from sleuth.tools.proposer import ProposalScores, Proposer, ProposerStore
 from sleuth.tools.proposer.stream import ScoredChunk, StreamScorer
 
 Progress = Callable[[str, int, int], None]
@@ -110,6 +110,30 @@ class VideoDetectState(TypedDict, total=False):
     seconds: Annotated[dict[str, float], merge_dicts]
     # report
     report: dict[str, Any]
+
+
+NO_CAPTION = "No moving people or objects are visible."  # what the rules judge where nothing passed the gate
+
+
+def gate_threshold(scores: ProposalScores, z: Sequence[float], percentile: float) -> float:
+    """The proposer score (z units) a frame must reach to be described and judged: the scene's
+    normal ``percentile`` (kept with its proposer checkpoint); for a checkpoint from before the
+    percentiles were kept, that share of the way from the median to the alarm threshold; with a
+    percentile of 0 every frame passes. ``sleuth detect`` and ``sleuth watch`` gate alike."""
+    if percentile <= 0:
+        return -math.inf
+    gate = scores.calibration_percentile(percentile)
+    if gate is not None:
+        return float(gate)
+    threshold = float(scores.threshold if scores.threshold is not None else np.percentile(z, 95))
+    median = scores.calibration_percentile(50.0)
+    median = float(np.median(z)) if median is None else median
+    return median + (threshold - median) * min(percentile, 99.0) / 99.0
+
+
+def judged_captions(captions: Sequence[str]) -> list[str]:
+    """The captions the rules judge: ``captions``, or :data:`NO_CAPTION` for each when none was written."""
+    return list(captions) if any(text.strip() for text in captions) else [NO_CAPTION] * len(captions)
 
 
 def dilate(flags: Sequence[bool], radius: int) -> list[bool]:
@@ -202,13 +226,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             raise no_frames_error(source)
         warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
         threshold = float(scores.threshold if scores.threshold is not None else np.percentile(z, 95))
-        median = scores.calibration_percentile(50.0)
-        median = float(np.median(z)) if median is None else median
-        gate = scores.calibration_percentile(config.gate_percentile)
-        if gate is None:  # a checkpoint from before score percentiles were kept
-            gate = median + (threshold - median) * min(config.gate_percentile, 99.0) / 99.0
-        if config.gate_percentile <= 0:
-            gate = -math.inf
+        gate = gate_threshold(scores, z, config.gate_percentile)
         return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z,
                 "described": described if structured and len(described) == len(indices) else None,
                 "proposer": unit, "proposer_reasons": reasons, "threshold": threshold,
@@ -250,11 +268,9 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         reasoning = settings().reasoning
         if state.get("proposer_z") is None:
             reasoning = reasoning.model_copy(update={"proposer_weight": 0.0})
-        captions = state["captions"]
-        if not any(text.strip() for text in captions):
-            captions = ["No moving people or objects are visible."] * len(captions)  # nothing passed the gate
-        result = detect_captions(captions, video=Path(state["video"]).name, scene=state["scene"], rules=None,
-                                 proposer_scores=state["proposer"], notes=state.get("proposer_reasons"),
+        result = detect_captions(judged_captions(state["captions"]), video=Path(state["video"]).name,
+                                 scene=state["scene"], rules=None, proposer_scores=state["proposer"],
+                                 notes=state.get("proposer_reasons"),
                                  config=reasoning, runtime=runtime,
                                  thread_id=f"{run_thread()}:reason", progress=progress)
         rules = runtime.memory.get(state["scene"], result.rules_version) if result.rules_version else None

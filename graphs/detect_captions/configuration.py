@@ -66,6 +66,12 @@ class DetectConfig(BaseModel):
     induce_sample: int = Field(default=20, ge=1, description="Captions sampled to induce rules when a "
                                "scene has none (HyCoVAD: 20 per video).")
 
+    def fuse(self, rule_score: float, proposer: float | None) -> float:
+        """A frame's score before smoothing: its rule score, weighted with its proposer score when there is one."""
+        if proposer is None:
+            return float(rule_score)
+        return (1 - self.proposer_weight) * float(rule_score) + self.proposer_weight * float(proposer)
+
     @classmethod
     def for_video(cls, **overrides: object) -> DetectConfig:
         """The reasoning settings of the video pipeline (``detect``, ``calibrate``): the embedding margin

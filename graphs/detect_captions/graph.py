@@ -215,9 +215,7 @@ def build_graph(runtime: Runtime, config: DetectConfig | None = None, *, progres
                 named = keywords.rules_of(found)
                 rule = f"anomaly: {named[0]}" if named else rule
             rule_values.append(value)
-            if proposer is not None:
-                value = (1 - config.proposer_weight) * value + config.proposer_weight * float(proposer[index])
-            raw.append(value)
+            raw.append(config.fuse(value, proposer[index] if proposer is not None else None))
             sources.append(source)
             evidence.append(piece)
             broken.append(rule)

@@ -15,6 +15,11 @@
 
 With re-ranking off (``top_n`` 0), or a query without verbs and colours, retrieve goes straight to
 fuse and the result is the retrieval order.
+
+Input ``{"query": "...", "gallery": NAME}`` (:class:`SearchInput`), output ``{"results": [...],
+"hits": [...], "cloze": {...}, "retriever": "..."}`` (:class:`SearchOutput`); the settings
+(:class:`SearchConfig`) are the run's context, by default the ones the graph was built with. An
+empty query or a gallery that does not exist is a one-line error before any model call.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from langgraph.types import Send
 from sleuth import telemetry
 from sleuth.agents.cloze import Cloze, Completion, compare, complete_cloze, fuse, generate_cloze, rank_positions
 from sleuth.errors import ConfigError, SleuthError
+from sleuth.graphs.context import run_settings
 from sleuth.graphs.reducers import merge_dicts
 from sleuth.graphs.runtime import Runtime
 from sleuth.graphs.search.configuration import SearchConfig
@@ -36,6 +42,23 @@ from sleuth.memory.gallery import GalleryItem, GalleryStore, item_image
 from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
 
 Progress = Callable[[str, int, int], None]
+
+
+class SearchInput(TypedDict):
+    """What the graph is given: a description of who or what to find, and the gallery to search."""
+
+    query: str
+    gallery: str
+
+
+class SearchOutput(TypedDict, total=False):
+    """What the graph returns: ``results`` (:class:`RankedItem` as JSON, fused order), ``hits`` (the
+    retrieval order with S1), the query's ``cloze`` and the ``retriever`` used."""
+
+    results: list[dict[str, Any]]
+    hits: list[dict[str, Any]]
+    cloze: dict[str, Any] | None
+    retriever: str
 
 
 class SearchState(TypedDict, total=False):
@@ -67,10 +90,12 @@ def completion_mode(config: SearchConfig, runtime: Runtime) -> str:
 
 def build_graph(runtime: Runtime, store: GalleryStore, config: SearchConfig | None = None, *,
                 progress: Progress | None = None) -> Any:
-    config = config or SearchConfig()
-    mode = completion_mode(config, runtime)
+    default = config or SearchConfig()
     completed: list[str] = []
     expected = [0]  # branches dispatched, for progress
+
+    def settings() -> SearchConfig:
+        return run_settings(SearchConfig, default)
 
     def report(stage: str, done: int, total: int) -> None:
         if progress:
@@ -85,16 +110,22 @@ def build_graph(runtime: Runtime, store: GalleryStore, config: SearchConfig | No
 
     @telemetry.traced_agent("retrieve")
     def retrieve(state: SearchState) -> dict[str, Any]:
+        config = settings()
+        query = " ".join(str(state.get("query") or "").split())
+        if not query:
+            raise SleuthError("the search query is empty", hint='describe who or what to find, e.g. "a man running"')
+        if not store.exists(state["gallery"]):
+            raise store.not_found(state["gallery"])
         retriever = runtime.toolset().retriever
-        query_vector = retriever.embed_queries([state["query"]])[0]
+        query_vector = retriever.embed_queries([query])[0]
         hits = store.search(state["gallery"], retriever.vector, query_vector, limit=config.top_k,
                             kinds=config.kinds, model=retriever.name)
         report("retrieve", 1, 1)
-        return {"hits": [{"item": hit.item.model_dump(), "s1": hit.score} for hit in hits],
-                "retriever": f"{retriever.name} ({retriever.vector} vectors)", "completions": {}}
+        return {"query": query, "hits": [{"item": hit.item.model_dump(), "s1": hit.score} for hit in hits],
+                "retriever": f"{retriever.name} ({retriever.vector} vectors)", "completions": {}, "cloze": None}
 
     def after_retrieve(state: SearchState) -> str:
-        return "generate_cloze" if state["hits"] and config.top_n > 0 else "fuse"
+        return "generate_cloze" if state["hits"] and settings().top_n > 0 else "fuse"
 
     @telemetry.traced_agent("generate_cloze")
     def generate(state: SearchState) -> dict[str, Any]:
@@ -106,11 +137,14 @@ def build_graph(runtime: Runtime, store: GalleryStore, config: SearchConfig | No
         cloze = state.get("cloze") or {}
         if not cloze.get("slots"):
             return "fuse"
-        expected[0] = len(state["hits"][:config.top_n])
-        return [Send("complete", CompleteTask(cloze=cloze, hit=hit)) for hit in state["hits"][:config.top_n]]
+        top_n = settings().top_n
+        expected[0] = len(state["hits"][:top_n])
+        return [Send("complete", CompleteTask(cloze=cloze, hit=hit)) for hit in state["hits"][:top_n]]
 
     @telemetry.traced_agent("complete_cloze")
     def complete(task: CompleteTask) -> dict[str, Any]:
+        config = settings()
+        mode = completion_mode(config, runtime)
         cloze = Cloze.model_validate(task["cloze"])
         item = GalleryItem.model_validate(task["hit"]["item"])
         options: dict[str, Any] = {"description": item.caption}
@@ -128,13 +162,14 @@ def build_graph(runtime: Runtime, store: GalleryStore, config: SearchConfig | No
     @telemetry.traced_agent("compare")
     def compare_node(state: SearchState) -> dict[str, Any]:
         cloze = Cloze.model_validate(state["cloze"])
-        ids = [hit["item"]["id"] for hit in state["hits"][:config.top_n]]
+        ids = [hit["item"]["id"] for hit in state["hits"][:settings().top_n]]
         completions = [Completion.model_validate(state["completions"][item_id]) for item_id in ids]
         compared = compare(cloze, completions, gateway=runtime.gateway)
         return {"completions": {completion.item_id: completion.model_dump() for completion in compared}}
 
     @telemetry.traced_agent("fuse")
     def fuse_node(state: SearchState) -> dict[str, Any]:
+        config = settings()
         completions = {key: Completion.model_validate(value) for key, value in (state.get("completions") or {}).items()}
         ranks = rank_positions({key: completion.matched for key, completion in completions.items()})
         ranked = []
@@ -147,7 +182,7 @@ def build_graph(runtime: Runtime, store: GalleryStore, config: SearchConfig | No
         ranked.sort(key=lambda entry: -entry.score)  # stable: ties keep the retrieval order
         return {"results": [entry.model_dump() for entry in ranked]}
 
-    graph = StateGraph(SearchState)
+    graph = StateGraph(SearchState, context_schema=SearchConfig, input_schema=SearchInput, output_schema=SearchOutput)
     graph.add_node("retrieve", retrieve)
     graph.add_node("generate_cloze", generate)
     graph.add_node("complete", complete)
@@ -166,14 +201,15 @@ def search(query: str, gallery: str, *, runtime: Runtime, config: SearchConfig |
            store: GalleryStore | None = None, progress: Progress | None = None) -> SearchResult:
     """Run the ``search`` graph once; ``store``: an open gallery store to reuse across queries."""
     query = " ".join(query.split())
-    if not query:
+    if not query:  # before a store opens (the graph checks it too, for LangGraph Server)
         raise SleuthError("the search query is empty", hint='describe who or what to find, e.g. "a man running"')
     own_store = store is None
     store = store or GalleryStore(runtime.settings)
     started, first_record = time.monotonic(), len(runtime.gateway.usage.records)
     try:
         with telemetry.agent_span("search"):
-            state = build_graph(runtime, store, config, progress=progress).invoke({"query": query, "gallery": gallery})
+            state = build_graph(runtime, store, config, progress=progress).invoke(
+                {"query": query, "gallery": gallery}, context=config or SearchConfig())
     finally:
         if own_store:
             store.close()

@@ -10,7 +10,6 @@ from the cell's corner point. Boxes of each class are then kept by non-maximum s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,9 +104,10 @@ class NanoDet:
 
     def _open(self):
         import onnxruntime as ort
+        from sleuth.config import cpu_threads
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or max(1, os.cpu_count() or 1)
+        options.intra_op_num_threads = self.threads or cpu_threads()
         options.log_severity_level = 3
         available = ort.get_available_providers()
         providers = list(self.providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -617,7 +617,9 @@ def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _set_threads() -> None:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    from sleuth.config import cpu_threads
+
+    torch.set_num_threads(cpu_threads())
 
 
 def report_dict(report: FitReport) -> dict[str, Any]:
