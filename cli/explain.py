@@ -44,7 +44,7 @@ def explain(
     from sleuth.reports import load_report
 
     with request("explain") as settings:
-        scores = events = rules = None
+        scores = events = rules = indices = times = None
         threshold = None
         if event is not None and from_report is None:
             raise SleuthError("--event needs --from result.json (the detect report that lists the events)")
@@ -59,6 +59,7 @@ def explain(
                 err.print(f"[yellow]the report is for scene '{escape(report.scene)}', explaining as "
                           f"'{escape(scene)}'[/]")
             scores = [frame.score for frame in report.frames]
+            indices, times = [frame.index for frame in report.frames], [frame.time_s for frame in report.frames]
             events, rules, threshold = report.events, report.rules or None, report.threshold
             if event is not None and not any(e.id == event for e in report.events):
                 known = ", ".join(str(e.id) for e in report.events) or "none"
@@ -72,8 +73,8 @@ def explain(
         try:
             with progress_bar() as update:
                 result = explain_video(video, scene=scene, scores=scores, events=events, event_id=event, rules=rules,
-                                       fps=fps,
-                                       start=start, stop=stop, config=config, runtime=runtime, progress=update)  # type: ignore[arg-type]
+                                       fps=fps, start=start, stop=stop, indices=indices, times=times,
+                                       config=config, runtime=runtime, progress=update)  # type: ignore[arg-type]
         finally:
             runtime.close()
         whole = result.video_judgment

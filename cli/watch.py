@@ -105,6 +105,8 @@ def watch_many(path: Path, settings: Settings, *, config: WatchConfig, output: P
             failed = [name for name, code in codes.items() if code not in (0, -signal.SIGTERM)]
             err.print(f"stopped; reports in {output}/<camera>/watch.html"
                       + (f"; failed: {', '.join(failed)} (see their lines above)" if failed else ""), markup=False)
+            if failed:
+                raise typer.Exit(1)  # the others ran; a script still learns that not every camera was watched
             return
         runtime = Runtime.from_settings(settings)
         try:

@@ -73,11 +73,13 @@ def frames(images: Sequence[np.ndarray], fps: float = FPS) -> list[Frame]:
     return [Frame(index, index / fps, image) for index, image in enumerate(images)]
 
 
-def write_video(path: Path, images: Sequence[np.ndarray], fps: float = FPS, *, faststart: bool = False) -> Path:
+def write_video(path: Path, images: Sequence[np.ndarray], fps: float = FPS, *, faststart: bool = False,
+                key_every: int | None = None) -> Path:
     """Encode ``images`` at ``fps`` into ``path``; the container and codec follow the suffix.
 
     ``faststart`` (mp4 only) puts the index before the frames, as web-ready files have it, so a
     cut-off copy still opens; without it the index is at the end and a cut-off copy does not.
+    ``key_every``: a key frame every so many frames (the encoder's default otherwise).
     """
     from fractions import Fraction
 
@@ -89,6 +91,8 @@ def write_video(path: Path, images: Sequence[np.ndarray], fps: float = FPS, *, f
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if key_every:
+            stream.codec_context.gop_size = key_every
         if codec == "libx264":
             stream.options = {"crf": "18", "preset": "ultrafast"}
         else:

@@ -281,3 +281,31 @@ def test_http_stream_gives_the_same_frames_as_the_file_and_a_404_is_one_line(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("kind", ["mp4", "avi", "mkv"])
+def test_a_far_start_is_reached_by_seeking_with_the_same_frames_as_decoding_up_to_it(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--start` deep into a long file jumps to the key frame before it (not a decode from frame 0),
+    and gives the very frames, numbers and times a read from the beginning gives."""
+    import sleuth.tools.frames as frames
+
+    n = int(FPS * 16)  # 16 s: a start at 13 s is past SEEK_AFTER_S
+    path = write_video(tmp_path / f"long.{kind}", two_movers(n), FPS, key_every=25)
+    start, stop = int(FPS * 13) + 3, int(FPS * 13) + 13
+    jumps: list[int] = []
+    seek = frames.FrameReader._seek
+
+    def spy(self: FrameReader, container: object) -> object:
+        found = seek(self, container)
+        jumps.append(-1 if found is None else found[0])
+        return found
+
+    monkeypatch.setattr(frames.FrameReader, "_seek", spy)
+    seeked = FrameReader(path, start=start, stop=stop).read()
+    assert jumps == [start - start % 25]  # it jumped to the key frame before the start
+    monkeypatch.setattr(frames, "SEEK_AFTER_S", 1e9)
+    decoded = FrameReader(path, start=start, stop=stop).read()
+    assert [f.index for f in seeked] == [f.index for f in decoded] == list(range(start, stop))
+    assert [f.time_s for f in seeked] == pytest.approx([f.time_s for f in decoded], abs=1e-6)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(seeked, decoded, strict=True))

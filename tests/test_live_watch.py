@@ -88,6 +88,39 @@ def test_detect_reads_the_video_once_in_chunks_and_still_finds_the_event(
     assert opened.count(str(footage["test"])) <= 2
 
 
+def test_detect_with_explain_and_thumbnails_decodes_the_whole_video_once(
+        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`detect --explain --report`: one full decode (scores and captions); the key frames' thumbnails
+    and the frames explain describes are read around them only (seeking, as in an hour-long video:
+    the seek distance is shortened here to fit the 6 s clip), and explain reuses the scorer's frame
+    numbers and times instead of reading the video to learn them."""
+    import sleuth.tools.frames as frames_module
+
+    calibrated(runtime, footage, rules=SPEED_RULES)
+    monkeypatch.setattr(frames_module, "SEEK_AFTER_S", 0.5)
+    reads: list[int] = []
+    original = FrameReader.__iter__
+
+    def counting(self: FrameReader) -> Any:
+        reads.append(0)
+        slot = len(reads) - 1
+        for frame in original(self):
+            reads[slot] += 1
+            yield frame
+
+    monkeypatch.setattr(FrameReader, "__iter__", counting)
+    report = detect_video(footage["test"], scene="cam1", runtime=runtime,
+                          config=VideoDetectConfig(chunk_frames=16, explain=True))
+    assert report.explanation is not None and report.thumbnails and report.events
+    key_frames = {k for event in report.events for k in event.key_frames}
+    assert set(report.thumbnails) == key_frames
+    # the score pass; a read of a frame or so per key frame; one read of the frames explain captions (its
+    # 16 sampled frames with 4 neighbours each cover most of this short clip), and no pass to learn the times
+    assert reads[0] == 60 and len(reads) <= 2 + len(key_frames), reads
+    assert all(count <= 2 for count in reads[1:-1]) and reads[-1] < 60, reads
+
+
 def _watcher(runtime: Runtime, source: str, tmp_path: Path, recorder: Recorder, **config: Any) -> Watcher:
     return Watcher(source, scene="cam1", router=AlertRouter([recorder]), output=tmp_path / "watch",
                    config=WatchConfig(fps=10, **config), runtime=runtime, camera="gate-1")

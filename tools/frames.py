@@ -7,7 +7,9 @@ One reader for every source a user points Sleuth at:
 - an RTSP/RTMP/HTTP(S) stream through PyAV (TCP for RTSP, a connect timeout).
 
 Frames can be sampled at a chosen rate (``fps``) and cut to a range of source frames
-(``start``/``stop``). Each :class:`Frame` keeps its source frame index and its time in
+(``start``/``stop``); a ``start`` more than ``SEEK_AFTER_S`` into a file of constant frame rate
+is reached by seeking to the key frame before it, not by decoding every frame up to it (the same
+frames, numbers and times). Each :class:`Frame` keeps its source frame index and its time in
 seconds, so scores and events map back to the footage. Packets that fail to decode are
 skipped and counted (``reader.skipped``) unless ``on_error="raise"``, and so are the frames a
 cut-off file lacks where its header gives a frame count (mp4, avi); a file that cannot be
@@ -25,16 +27,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sleuth.errors import SleuthError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+SEEK_AFTER_S = 10.0  # a --start further in than this is reached by seeking, not by decoding up to it
+
+
+class _SeekMissed(Exception):
+    """A seek landed past the start (or gave no usable time): read from the beginning."""
 
 
 class VideoError(SleuthError):
@@ -286,17 +295,67 @@ class FrameReader:
             yield Frame(index, index / self.folder_fps, image)
 
     def _iter_pyav(self) -> Iterator[Frame]:
+        container = self._open_av()
+        container.streams.video[0].thread_type = "AUTO"
+        try:
+            first = self._seek(container)
+        except _SeekMissed:  # the seek landed past the start: read from the beginning instead
+            container.close()
+            container, first = self._open_av(), None
+            container.streams.video[0].thread_type = "AUTO"
+        try:
+            yield from self._decode_pyav(container, first)
+        finally:
+            container.close()
+
+    def _seek(self, container: Any) -> tuple[int, Any] | None:
+        """Jump to the key frame before ``start`` instead of decoding every frame up to it (a file,
+        constant frame rate, a start more than ``SEEK_AFTER_S`` in). Returns the index of the first
+        frame decoded after the jump with its frames, or None to read from the beginning."""
         import av
 
-        container = self._open_av()
+        stream = container.streams.video[0]
+        rate = self.info.fps
+        if is_stream(self.source) or self.start / rate < SEEK_AFTER_S or not stream.time_base:
+            return None
+        if stream.average_rate and stream.guessed_rate and abs(float(stream.average_rate)
+                                                              - float(stream.guessed_rate)) > 0.01 * rate:
+            return None  # a variable frame rate: times do not give frame numbers
+        base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        target = int((base + (self.start - 0.5) / rate) / float(stream.time_base))
         try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = self.info.fps
-            expected = stream.frames  # exact where the header says it (mp4, avi); 0 when it does not
-            index = 0
-            packets = container.demux(stream)
-            while True:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            return None
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            if decoded:
+                av_frame = decoded[0]
+                if av_frame.time is None:
+                    raise _SeekMissed
+                index = int(round((float(av_frame.time) - base) * rate))
+                if index > self.start or index < 0:
+                    raise _SeekMissed
+                return index, decoded
+        raise _SeekMissed
+
+    def _decode_pyav(self, container: Any, first: tuple[int, Any] | None) -> Iterator[Frame]:
+        """Frames from ``container``, numbered from 0, or from ``first``'s index after a seek (its
+        decoded frames come first)."""
+        import av
+
+        stream = container.streams.video[0]
+        rate = self.info.fps
+        expected = stream.frames  # exact where the header says it (mp4, avi); 0 when it does not
+        index = 0 if first is None else first[0]
+        batches: Iterator[Any] = iter([first[1]] if first is not None else [])
+        packets = container.demux(stream)
+        while True:
+            decoded = next(batches, None)
+            if decoded is None:
                 try:
                     packet = next(packets)
                 except StopIteration:
@@ -315,20 +374,18 @@ class FrameReader:
                                          hint="re-copy the file, or read it with on_error='skip'") from None
                     self.skipped += 1
                     continue
-                for av_frame in decoded:
-                    time_s = float(av_frame.time) if av_frame.time is not None else index / rate
-                    if index >= self.start:
-                        yield Frame(index, time_s, av_frame.to_ndarray(format="rgb24"))
-                    index += 1
-                    if self.stop is not None and index >= self.stop:
-                        return
-            # FFmpeg ends a cut-off file like a complete one: the header's frame count tells them apart
-            wanted = expected if self.stop is None else min(expected, self.stop)
-            if index < wanted:
-                self.skipped = max(self.skipped, wanted - index)
-            self._check_length(index, expected or None, strict=self.on_error == "raise")
-        finally:
-            container.close()
+            for av_frame in decoded:
+                time_s = float(av_frame.time) if av_frame.time is not None else index / rate
+                if index >= self.start:
+                    yield Frame(index, time_s, av_frame.to_ndarray(format="rgb24"))
+                index += 1
+                if self.stop is not None and index >= self.stop:
+                    return
+        # FFmpeg ends a cut-off file like a complete one: the header's frame count tells them apart
+        wanted = expected if self.stop is None else min(expected, self.stop)
+        if index < wanted:
+            self.skipped = max(self.skipped, wanted - index)
+        self._check_length(index, expected or None, strict=self.on_error == "raise")
 
     def _iter_opencv(self, rate: float) -> Iterator[Frame]:
         import cv2
@@ -413,6 +470,30 @@ def read_clips(sources: Sequence[str | Path], *, fps: float | None = None, start
 def read_frames(source: str | Path, **options: object) -> list[Frame]:
     """All frames of ``source`` (see :class:`FrameReader` for the options)."""
     return FrameReader(source, **options).read()  # type: ignore[arg-type]
+
+
+def frames_at(source: str | Path, indices: Iterable[int], *, folder_fps: float = 25.0) -> dict[int, Frame]:
+    """The source frames numbered ``indices``, reading only around them: indices less than
+    ``SEEK_AFTER_S`` apart are read in one pass, and each pass starts by seeking (a file), so key
+    frames of a long video cost a few short reads, not another decode of the whole video. An index
+    the source does not have is missing from the result."""
+    wanted = sorted(set(int(index) for index in indices))
+    if not wanted:
+        return {}
+    rate = FrameReader(source, folder_fps=folder_fps).info.fps or 25.0
+    runs: list[list[int]] = [[wanted[0]]]
+    for index in wanted[1:]:
+        if index - runs[-1][-1] > SEEK_AFTER_S * rate:
+            runs.append([index])
+        else:
+            runs[-1].append(index)
+    found: dict[int, Frame] = {}
+    for run in runs:
+        keep = set(run)
+        for frame in FrameReader(source, start=run[0], stop=run[-1] + 1, folder_fps=folder_fps):
+            if frame.index in keep:
+                found[frame.index] = frame
+    return found
 
 
 def video_fps(source: str | Path) -> float:

@@ -57,7 +57,7 @@ from sleuth.graphs.runtime import Runtime
 from sleuth.memory.scenes import SceneStore
 from sleuth.tools.captioners.structured import StructuredDescriber, describe_clip
 from sleuth.tools.captioners.windows import caption_positions
-from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, is_stream
+from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, frames_at, is_stream
 from sleuth.tools.proposer import ProposalScores, Proposer, ProposerStore
 from sleuth.tools.proposer.stream import ScoredChunk, StreamScorer
 
@@ -208,7 +208,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             frames = read(state, source)
             whole = proposer.score(frames)
             chunks = iter([ScoredChunk(frames, whole)])
-        total = None if is_stream(state["video"]) else source.info.frame_count
+        total = None if is_stream(state["video"]) else range_frames(source)
         indices, times, z, unit, reasons, described = [], [], [], [], [], []
         scores = None
         for chunk in chunks:
@@ -310,11 +310,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if wanted:
             from sleuth.reports import thumbnail
 
-            for frame in reader(state):
-                if frame.index in wanted:
-                    thumbnails[str(frame.index)] = thumbnail(frame.image, width=config.thumbnail_width)
-                if frame.index >= max(wanted):
-                    break
+            for index, frame in frames_at(state["video"], wanted).items():  # a few short reads, not a decode
+                thumbnails[str(index)] = thumbnail(frame.image, width=config.thumbnail_width)
         return {"events": built, "dismissed": dismissed, "thumbnails": thumbnails,
                 "seconds": timed("events", started)}
 
@@ -330,7 +327,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
             events=[VideoEvent.model_validate(event) for event in state["events"]],
             config=ExplainConfig(threshold=config.reasoning.threshold),
             rules=[f"{rule['kind']}: {rule['text']}" for rule in rules.get("rules", [])], fps=config.fps,
-            start=config.start, stop=config.stop, runtime=runtime, progress=progress,
+            start=config.start, stop=config.stop, indices=state["indices"], times=state["times"],
+            runtime=runtime, progress=progress,
             thread_id=f"{run_thread()}:explain")
         return {"explanation": explanation.model_dump(), "seconds": timed("explain", started)}
 
@@ -372,6 +370,18 @@ def check_input(runtime: Runtime, video: str, scene: str, config: VideoDetectCon
         count = probe.info.frame_count
         if count is not None and config.start >= count:
             raise no_frames_error(probe)
+
+
+def range_frames(reader: FrameReader) -> int | None:
+    """About how many frames ``reader`` gives: its range of the file, at its sampling rate (for progress)."""
+    info = reader.info
+    if info.frame_count is None:
+        return None
+    end = info.frame_count if reader.stop is None else min(reader.stop, info.frame_count)
+    count = max(0, end - reader.start)
+    if reader.fps is not None and info.fps and reader.fps < info.fps:
+        count = math.ceil(count * reader.fps / info.fps)
+    return count
 
 
 def no_frames_error(reader: FrameReader) -> VideoError:

@@ -50,7 +50,7 @@ from sleuth.graphs.reducers import add_counts
 from sleuth.graphs.runtime import Runtime
 from sleuth.tools.captioners.vlm_litellm import jpeg_bytes
 from sleuth.tools.captioners.windows import caption_runs
-from sleuth.tools.frames import Frame, FrameReader
+from sleuth.tools.frames import Frame, FrameReader, frames_at
 from sleuth.tools.sampler import AnomalyFocusedSampler
 from sleuth.tools.toolset import ToolSet, open_tools
 
@@ -72,6 +72,8 @@ class ExplainInput(TypedDict, total=False):
     fps: float | None
     start: int
     stop: int | None
+    indices: list[int] | None
+    times: list[float] | None
 
 
 class ExplainOutput(TypedDict):
@@ -131,18 +133,13 @@ def _reader(state: ExplainState) -> FrameReader:
     return FrameReader(state["video"], fps=state.get("fps"), start=state.get("start", 0), stop=state.get("stop"))
 
 
-def read_positions(video: str, fps: float | None, wanted: set[int], start: int = 0,
-                   stop: int | None = None) -> dict[int, Frame]:
-    """The frames at ``wanted`` positions (order of frames read at ``fps``), in one pass."""
-    found: dict[int, Frame] = {}
+def read_positions(video: str, indices: Sequence[int], wanted: set[int]) -> dict[int, Frame]:
+    """The frames at ``wanted`` positions of the frames sampled (``indices``: the source frame
+    number of each position), read around them only (:func:`~sleuth.tools.frames.frames_at`)."""
     if not wanted:
-        return found
-    last = max(wanted)
-    for position, frame in enumerate(FrameReader(video, fps=fps, start=start, stop=stop)):
-        if position in wanted:
-            found[position] = frame
-        if position >= last:
-            break
+        return {}
+    by_index = frames_at(video, {indices[p] for p in wanted if p < len(indices)})
+    found = {p: by_index[indices[p]] for p in wanted if p < len(indices) and indices[p] in by_index}
     missing = wanted - found.keys()
     if missing:
         raise SleuthError(f"{video} has fewer frames than when it was sampled (position {min(missing)} is gone)",
@@ -195,8 +192,7 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             return []
         if any(p not in images for p in positions):
             wanted = set(state["positions"]).union(*map(set, state.get("event_positions") or [])) | set(positions)
-            frames = read_positions(state["video"], state.get("fps"), wanted - images.keys(),
-                                    state.get("start", 0), state.get("stop"))
+            frames = read_positions(state["video"], state["indices"], wanted - images.keys())
             images.update({p: jpeg(frame.image, settings().image_width) for p, frame in frames.items()})
         return [images[p] for p in positions]
 
@@ -234,6 +230,9 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
             result = proposer.score(frames)
             unit = result.unit_scores().tolist()
             indices, times = [f.index for f in frames], [f.time_s for f in frames]
+        elif state.get("indices") and state.get("times") and len(state["indices"]) == len(scores):
+            indices, times = list(state["indices"]), list(state["times"])  # the scorer's frames: no new read
+            unit = [float(s) for s in scores]
         else:
             read = [(f.index, f.time_s) for f in _reader(state)]
             if not read:
@@ -262,9 +261,8 @@ def build_graph(runtime: Runtime, config: ExplainConfig | None = None, *, progre
         # a captioner that sees frames one at a time (a VLM) needs no neighbours
         context = 0 if getattr(captioner, "independent_frames", False) else settings().caption_context
         runs = caption_runs(wanted, len(state["indices"]), context)
-        frames = read_positions(state["video"], state.get("fps"),
-                                {p for first, last in runs for p in range(first, last + 1)},
-                                state.get("start", 0), state.get("stop"))
+        frames = read_positions(state["video"], state["indices"],
+                                {p for first, last in runs for p in range(first, last + 1)})
         captions: dict[str, str] = {}
         for done, (first, last) in enumerate(runs):
             report("describe", done, len(runs))
@@ -422,6 +420,7 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
                   events: Sequence[VideoEvent | dict[str, Any]] | None = None, event_id: int | None = None,
                   rules: Sequence[str] | None = None,
                   fps: float | None = None, start: int = 0, stop: int | None = None,
+                  indices: Sequence[int] | None = None, times: Sequence[float] | None = None,
                   config: ExplainConfig | None = None, runtime: Runtime | None = None,
                   progress: Progress | None = None, thread_id: str | None = None) -> Explanation:
     """Explain one video at clip, event and video level (Holmes-VAU).
@@ -432,7 +431,9 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
     with the scores: a clip outside every event is not anomalous. None: no detector ran, and a
     frame at or above ``config.threshold`` makes its clip anomalous. ``event_id``: judge only that
     event of ``events`` on its own (the others still decide the clips' verdicts). ``rules``: 'kind:
-    text' strings the answers may cite. ``progress(stage, done, total)`` reports progress. Runs are checkpointed under
+    text' strings the answers may cite. ``indices`` and ``times``: the source frame number and time
+    of each score (detect's), so the video is not read again to find them. ``progress(stage, done,
+    total)`` reports progress. Runs are checkpointed under
     ``thread_id`` (by default derived from the inputs), so an interrupted run resumes after its
     last finished judgment and a finished one returns its stored result.
     """
@@ -462,6 +463,8 @@ def explain_video(source: str | Path, *, scene: str, scores: Sequence[float] | N
         else:
             output = graph.invoke({"video": video, "scene": scene, "fps": fps, "start": start, "stop": stop,
                                    "scores": score_list,
+                                   "indices": list(indices) if indices is not None else None,
+                                   "times": list(times) if times is not None else None,
                                    "events": None if events is None else [event.model_dump() for event in chosen],
                                    "event_id": event_id, "rules": list(rules) if rules else None},
                                   run_config, context=config)

@@ -329,6 +329,8 @@ def explain(ctx: ToolContext, args: ExplainArgs) -> ToolOutput:
     result = explain_video(video, scene=args.scene, scores=[frame.score for frame in report.frames],
                            events=report.events, event_id=args.event, rules=report.rules,
                            start=report.frames[0].index, stop=report.frames[-1].index + 1,
+                           indices=[frame.index for frame in report.frames],
+                           times=[frame.time_s for frame in report.frames],
                            config=ExplainConfig(threshold=report.threshold), runtime=ctx.runtime,
                            progress=ctx.progress)
     judgments = [*result.events, *([result.video_judgment] if result.video_judgment else [])]
