@@ -166,18 +166,26 @@ def went_live(alert: dict[str, Any], requested: list[float]) -> float:
     return max((t for t in requested if t <= wall), default=wall) + float(alert.get("source_time_s") or 0.0)
 
 
+def _prepare(bench: Bench, data: Path, out: Path, log: Log,
+             fps: float) -> tuple[dict[str, Any], tuple[Path, float, int], tuple[int, int]]:
+    """The scene calibrated on Robbery102's normal first part at ``fps``, the rest cut into the
+    camera's clip (path, its fps, frames), and the robbery's source frames (first, last)."""
+    video = _require(data / ROBBERY["file"], "the UCF-Crime Robbery102 clip")
+    stop = int(ROBBERY["train_stop"])  # type: ignore[call-overload]
+    log(f"watch: calibrating scene 'robbery' on frames 0-{stop - 1} of {video.name} at {fps:g} frames/s")
+    calibration = bench.calibrate([video], "robbery", stop=stop, fps=fps)
+    first, last = ROBBERY["anomalous"]  # type: ignore[misc]
+    return calibration, cut_clip(video, stop, out / "camera.mp4"), (int(first), int(last))
+
+
 def run(data: Path, out: Path, settings: Settings, log: Log, *, webhook_down_s: float = 60.0,
         drop_after_s: float = 8.0, reuse: bool = False, fps: float = CAMERA_FPS,
         config: WatchConfig | None = None) -> dict[str, Any]:
-    video = _require(data / ROBBERY["file"], "the UCF-Crime Robbery102 clip")
-    stop = int(ROBBERY["train_stop"])  # type: ignore[call-overload]
-    first, last = ROBBERY["anomalous"]  # type: ignore[misc]
     out.mkdir(parents=True, exist_ok=True)
     bench = Bench(settings, out, VideoDetectConfig(), CalibrateConfig(), log, keep=reuse)
     try:
-        log(f"watch: calibrating scene 'robbery' on frames 0-{stop - 1} of {video.name} at {fps:g} frames/s")
-        calibration = bench.calibrate([video], "robbery", stop=stop, fps=fps)
-        clip, fps, count = cut_clip(video, stop, out / "camera.mp4")
+        calibration, (clip, fps, count), (first, last) = _prepare(bench, data, out, log, fps)
+        stop = int(ROBBERY["train_stop"])  # type: ignore[call-overload]
         duration = count / fps
         plays = max(1, int(np.ceil((webhook_down_s + 10 - drop_after_s) / duration)))  # outlast the webhook's outage
         camera, receiver = Camera(clip, duration, drop_after_s, plays), Receiver()
@@ -252,15 +260,11 @@ def run_cameras(data: Path, out: Path, settings: Settings, log: Log, *, cameras:
 
     from sleuth.live.cameras import CameraProcesses, CamerasFile, CameraSpec, CameraWatch
 
-    video = _require(data / ROBBERY["file"], "the UCF-Crime Robbery102 clip")
-    stop = int(ROBBERY["train_stop"])  # type: ignore[call-overload]
-    first, last = ROBBERY["anomalous"]  # type: ignore[misc]
     out.mkdir(parents=True, exist_ok=True)
     bench = Bench(settings, out, VideoDetectConfig(), CalibrateConfig(), log, keep=reuse)
     try:
-        log(f"watch: calibrating scene 'robbery' on frames 0-{stop - 1} of {video.name} at {fps:g} frames/s")
-        bench.calibrate([video], "robbery", stop=stop, fps=fps)
-        clip, clip_fps, count = cut_clip(video, stop, out / "camera.mp4")
+        _, (clip, clip_fps, count), (first, last) = _prepare(bench, data, out, log, fps)
+        stop = int(ROBBERY["train_stop"])  # type: ignore[call-overload]
         duration = count / clip_fps
         robbery = ((first - stop) / clip_fps, (last - stop) / clip_fps)
         servers = [Camera(clip, duration, drop_after_s=duration + 60, plays=0) for _ in range(cameras)]

@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = json.loads((ROOT / "langgraph.json").read_text())
 
 
+def load_studio(name: str) -> Any:
+    """The module that ``langgraph.json`` names for graph ``name``, loaded as LangGraph Server loads it
+    (file path + attribute), with a fresh shared runtime."""
+    path, _ = CONFIG["graphs"][name].split(":")
+    spec = importlib.util.spec_from_file_location(f"studio_{name}", ROOT / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module._runtime.cache_clear()
+    return module
+
+
 def test_the_config_names_the_products_graphs() -> None:
     assert set(CONFIG["graphs"]) == {"investigate", "search", "detect", "explain", "calibrate"}
     assert CONFIG["dependencies"] == ["."] and CONFIG["python_version"] == "3.11"
@@ -21,13 +33,8 @@ def test_the_config_names_the_products_graphs() -> None:
 @pytest.mark.parametrize("name", sorted(CONFIG["graphs"]))
 def test_each_graph_factory_compiles_its_graph(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
-    path, attribute = CONFIG["graphs"][name].split(":")
-    spec = importlib.util.spec_from_file_location(f"studio_{name}", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module._runtime.cache_clear()
-    graph = getattr(module, attribute)({})
+    _, attribute = CONFIG["graphs"][name].split(":")
+    graph = getattr(load_studio(name), attribute)({})
     nodes = set(graph.get_graph().nodes)
     expected = {"investigate": {"agent", "tools"}, "search": {"retrieve", "generate_cloze", "complete", "fuse"}}
     assert expected.get(name, set()) <= nodes and len(nodes) > 2
@@ -46,12 +53,7 @@ def test_detect_and_explain_run_as_the_server_runs_them_on_a_real_clip(
 
     scripted_openai.replies = [json.dumps({"description": "People walk.", "analysis": "Walking is normal."})]
     monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
-    path, _ = CONFIG["graphs"]["detect"].split(":")
-    spec = importlib.util.spec_from_file_location("studio_run", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    studio = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(studio)
-    studio._runtime.cache_clear()
+    studio = load_studio("detect")
     studio._runtime().memory.save(RuleSet(scene="campus", rules=[Rule(text="Riding a bicycle", kind="anomaly"),
                                                                  Rule(text="Walking on the pathway", kind="normal")]))
     detected = studio.detect({}).invoke({"video": str(VTEST), "scene": "campus"}, context={"stop": 20})
@@ -77,12 +79,7 @@ def test_calibrate_runs_as_the_server_runs_it_on_a_real_clip(
                "normal_human_activities": ["Walking"], "normal_objects": ["a bag"]}
     scripted_openai.responder = lambda body: (json.dumps(induced), None)
     monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
-    path, _ = CONFIG["graphs"]["calibrate"].split(":")
-    spec = importlib.util.spec_from_file_location("studio_calibrate", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    studio = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(studio)
-    studio._runtime.cache_clear()
+    studio = load_studio("calibrate")
     graph = studio.calibrate({})
     tiny = {"epochs": 1, "samples_per_epoch": 64, "batch_size": 16, "memory_slots": 10}
     context = {"stop": 40, "proposer": tiny, "caption_frames": 6, "caption_context": 2}
@@ -120,12 +117,7 @@ def test_search_runs_as_the_server_runs_it_on_a_real_gallery(
     scripted_openai.responder = responder
     monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
     clip = write_video(tmp_path / "vtest30.mp4", [frame.image for frame in FrameReader(VTEST, stop=30)], fps=10)
-    path, _ = CONFIG["graphs"]["search"].split(":")
-    spec = importlib.util.spec_from_file_location("studio_search", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    studio = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(studio)
-    studio._runtime.cache_clear()
+    studio = load_studio("search")
     store = GalleryStore(studio._runtime().settings)
     try:
         indexed = index_videos([clip], "campus", runtime=studio._runtime(), store=store)
@@ -158,12 +150,7 @@ def test_investigate_runs_as_the_server_runs_it_on_a_real_clip(
     scripted_openai.responder = responder
     monkeypatch.setenv("SLEUTH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SLEUTH_DATA_DIRS", json.dumps([str(VTEST.parent)]))
-    path, _ = CONFIG["graphs"]["investigate"].split(":")
-    spec = importlib.util.spec_from_file_location("studio_investigate", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    studio = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(studio)
-    studio._runtime.cache_clear()
+    studio = load_studio("investigate")
     output = studio.investigate({}).invoke(
         {"messages": [{"role": "user", "content": "show me the first two seconds of vtest.avi"}]})
     messages = output["messages"]
