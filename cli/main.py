@@ -286,6 +286,35 @@ def eval_watch(
     err.print(f"wrote {output / 'watch_bench.json'}; the rolling report is {result['report']}")
 
 
+@eval_app.command("long")
+def eval_long(
+    data: Annotated[Path, typer.Option(help="Data folder with videos/vtest.avi (../shared/data).")],
+    output: Annotated[Path, typer.Option(help="Folder for the looped video, the JSON result, the memory plot and "
+                                         "the detect report.")] = Path("results/long-bench"),
+    minutes: Annotated[float, typer.Option(min=1, help="Length of the looped video to detect.")] = 60.0,
+    explain: Annotated[bool, typer.Option(help="Detect with --explain (Holmes-VAU judgments too).")] = False,
+    keep: Annotated[bool, typer.Option(help="Reuse the calibration of an earlier run in --output.")] = False,
+) -> None:
+    """Benchmark `sleuth detect` on long footage (vtest.avi looped to --minutes): resident memory over
+    the run by stage (is it flat?), peak memory, frames per second, false alarms."""
+    from sleuth.evals.long_bench import run
+
+    with request("eval long") as settings:
+        result = run(data, output, settings, err.print, minutes=minutes, reuse=keep, explain=explain)
+    memory = result["memory"]
+    tenths = memory["score_stage_tenths"]
+    out.print(f"{result['frames']} frames ({result['minutes']} min) in {result['wall_seconds']} s; score stage "
+              f"{result['score_frames_per_second']} frames/s; {result['events']} event(s) on normal footage "
+              f"({result['false_alarms_per_minute']}/min)")
+    out.print(f"peak resident memory {memory['peak_rss_mb']} MB ({memory['peak_anon_mb']} MB anonymous); while "
+              f"scoring {tenths[0]['rss'] if tenths else '?'} MB after a tenth, {tenths[-1]['rss'] if tenths else '?'} "
+              f"MB at the end (heap growth {memory['score_stage_anon_growth_mb_per_hour']} MB per hour of video)")
+    for stage, peak in memory["by_stage"].items():
+        out.print(f"  {stage}: peak {peak.get('rss')} MB ({peak.get('anon', '?')} MB anonymous)")
+    err.print(f"wrote {output / 'long_bench.json'}, the plot {result['plot']} and the report "
+              f"{output / 'reports' / 'long.html'}")
+
+
 @eval_app.command("captioners")
 def eval_captioners(
     video: Annotated[Path, typer.Option(help="Video file, frame folder or stream URL to caption.")],

@@ -14,8 +14,8 @@ as a JPEG; more anomalous frames raise its peak; ``close_after_s`` without one c
 ``event_end`` alert (its span, peak and key frames). A stream that drops is reconnected with
 backoff and the gap is a ``gap`` alert. Alerts are JSON lines on stdout and, with a webhook, POSTed
 from a spool on disk (nothing lost while the receiver is down). A rolling report
-(``watch.json``, ``watch.html`` and the key frames) is rewritten in the output folder after each
-chunk.
+(``watch.json``, ``watch.html`` and the key frames) is rewritten in the output folder after a
+chunk, at most once a second unless an event opened or closed.
 
 LLM use: with ``llm_reasons`` each event's reason is one full deduction by the LLM (a few seconds
 on a CPU: the alert waits for it); by default the reason is written from the matched rule and the
@@ -71,6 +71,8 @@ class WatchConfig(BaseModel):
     retry_max_s: float = Field(default=30.0, gt=0, description="Longest wait between reconnects.")
     max_seconds: float | None = Field(default=None, gt=0, description="Stop after this much source time.")
     report_frames: int = Field(default=3000, ge=100, description="Recent frame scores kept in the rolling report.")
+    report_every_s: float = Field(default=1.0, ge=0, description="Least time between rewrites of the rolling "
+                                  "report (an event opening or closing rewrites it at once).")
 
 
 @dataclass
@@ -155,6 +157,8 @@ class Watcher:
         self._source_times: dict[int, float] = {}  # where in its stream or file each pending frame is
         self._started = now_iso()
         self._clock: Callable[[], float] | None = None  # the stream's session clock while one is watched
+        self._written = -float("inf")  # when the rolling report was last written (time.monotonic)
+        self._events_changed = False  # an event opened or closed since then
 
     def _proposer(self) -> Proposer:
         store = ProposerStore(self.runtime.settings)
@@ -195,7 +199,7 @@ class Watcher:
         finally:
             self._close_event(final=True)
             self.summary.gaps = len(frames.gaps)
-            self._write_report()
+            self._write_report(force=True)
             self._emit({"type": "stopped", "frames": self.summary.frames, "seconds": round(self.summary.seconds, 2),
                         "events": self.summary.events, "gaps": self.summary.gaps})
             self.summary.pending_alerts = self.router.close()
@@ -255,7 +259,7 @@ class Watcher:
             self.summary.lag_s.append(round(time.time() - arrived, 3))
         if self._clock is not None:
             self.summary.behind_s.append(round(self._clock() - new[-1]["time_s"], 3))
-        self._write_report()
+        self._write_report(force=self._events_changed)
 
     def _judge(self, window: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
         """The window's judged frames and its anomalous spans (``detect_captions``' events)."""
@@ -307,6 +311,7 @@ class Watcher:
                  "source_time_s": self._source_times.get(item["index"]),
                  "latency_s": round(time.time() - arrived, 3) if arrived is not None else None}
         self._emit(alert)
+        self._events_changed = True
         self.log(f"event {event.number} at {clock(event.start_s)}: {event.reason or event.proposer_reason or ''}")
 
     def _close_event(self, *, final: bool) -> None:
@@ -319,7 +324,8 @@ class Watcher:
                        "duration_s": round(event.end_s - event.start_s, 2), "peak_frame": event.peak_frame,
                        "peak_s": event.peak_s, "peak_score": round(event.peak_score, 3),
                        "open_at_stop": final})
-        self._events.append(fields)
+        self._events.append({**fields, "key_frames": [without_jpeg(k) for k in fields["key_frames"]]})
+        self._events_changed = True
         self._emit({"type": "event_end", **fields})
 
     def _event_fields(self, event: OpenEvent) -> dict[str, Any]:
@@ -359,20 +365,28 @@ class Watcher:
             self.summary.gap_alerts.append(alert)
         self.router.emit(alert)
 
-    def _write_report(self) -> None:
+    def _write_report(self, *, force: bool = False) -> None:
+        """Rewrite ``watch.json`` and ``watch.html``: at most every ``report_every_s``, at once with ``force``."""
+        if not force and time.monotonic() - self._written < self.config.report_every_s:
+            return
+        self._written, self._events_changed = time.monotonic(), False
         events = [*self._events]
         if self._open is not None:
             events.append({**self._event_fields(self._open), "open": True})
         data = {"source": self.source, "scene": self.scene, "camera": self.camera, "started": self._started,
                 "updated": now_iso(), "frames": self.summary.frames, "seconds": round(self.summary.seconds, 2),
                 "threshold": self.reasoning.threshold, "llm_calls": self.summary.llm_calls,
-                "events": [{**e, "key_frames": [{k: v for k, v in f.items() if k != "jpeg_base64"}
-                                                for f in e["key_frames"]]} for e in events],
+                "events": [{**e, "key_frames": [without_jpeg(f) for f in e["key_frames"]]} for e in events],
                 "gaps": list(self.summary.gap_alerts), "recent_frames": list(self._recent),
                 "timing": {"lag_s": spread(self.summary.lag_s), "behind_s": spread(self.summary.behind_s)}}
         _atomic_write(self.output / "watch.json", json.dumps(data, indent=1))
         _atomic_write(self.output / "watch.html", render_html(data, self.output))
         self.summary.report = self.output / "watch.html"
+
+
+def without_jpeg(key_frame: dict[str, Any]) -> dict[str, Any]:
+    """A key frame as the report keeps it: its JPEG is on disk (``path``), not inline."""
+    return {k: v for k, v in key_frame.items() if k != "jpeg_base64"}
 
 
 def spread(values: Sequence[float] | deque[float]) -> dict[str, float | None]:

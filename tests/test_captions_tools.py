@@ -157,6 +157,22 @@ def test_isolated_outlier_is_replaced_by_the_majority_caption() -> None:
     assert refined == [WALK] * 13
 
 
+def test_refining_an_hour_of_captions_holds_only_windows_not_every_pair() -> None:
+    """An hour at 10 frames/s is 36,000 captions: all pairs of them would be 5 GB of similarities."""
+    import tracemalloc
+
+    captions = [f"{WALK} Frame {k % 997}." for k in range(6000)]  # every pair: 144 MB
+    embedder = HashedBagOfWords()
+    tracemalloc.start()
+    try:
+        refined = refine_captions(captions, embedder, window=11)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(refined) == len(captions)
+    assert peak < 40e6  # the vectors and one window at a time
+
+
 def test_long_run_of_a_different_caption_survives_refinement() -> None:
     captions = [WALK] * 10 + [OUTLIER] * 10 + [WALK] * 10
     refined = refine_captions(captions, HashedBagOfWords(), window=5)

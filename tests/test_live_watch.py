@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sleuth.live.watch as watch_module
 from sleuth.errors import SleuthError
 from sleuth.graphs.detect import VideoDetectConfig, detect_video
 from sleuth.graphs.runtime import Runtime
@@ -127,11 +128,23 @@ def _watcher(runtime: Runtime, source: str, tmp_path: Path, recorder: Recorder, 
 
 
 def test_watching_a_file_raises_an_event_alert_with_evidence_reason_and_key_frame(
-        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path) -> None:
+        runtime: Runtime, footage: dict[str, Path], scripted_openai: ScriptedOpenAI, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     calibrated(runtime, footage, rules=SPEED_RULES)
     calls_before = len(scripted_openai.requests)
     recorder = Recorder()
+    writes: list[float] = []
+    write = watch_module._atomic_write
+
+    def counted(path: Path, text: str) -> None:
+        if path.name == "watch.json":
+            writes.append(time.monotonic())
+        write(path, text)
+
+    monkeypatch.setattr(watch_module, "_atomic_write", counted)
+    started = time.monotonic()
     summary = _watcher(runtime, str(footage["test"]), tmp_path, recorder).run()
+    elapsed = time.monotonic() - started
 
     assert [a["type"] for a in recorder.alerts][0] == "started" and recorder.alerts[-1]["type"] == "stopped"
     assert summary.frames == 60 and summary.events >= 1
@@ -155,6 +168,8 @@ def test_watching_a_file_raises_an_event_alert_with_evidence_reason_and_key_fram
     assert len(scripted_openai.requests) == calls_before and summary.llm_calls == 0
     report = json.loads((tmp_path / "watch" / "watch.json").read_text())
     assert report["frames"] == 60 and len(report["events"]) == summary.events
+    # the rolling report is rewritten about once a second (and when an event opens or closes), not per chunk
+    assert len(writes) <= elapsed / WatchConfig().report_every_s + 2 * summary.events + 2 < 60 / 3
     page = (tmp_path / "watch" / "watch.html").read_text()
     assert "Event 1" in page and "an object moving very fast" in page and "<svg" in page
 

@@ -86,12 +86,11 @@ def refine_captions(captions: Sequence[str], embedder: TextEmbedder, window: int
     with telemetry.tool_span("caption_refiner") as span:
         span.set_attribute("sleuth.frames", len(captions))
         vectors = caption_vectors(captions, embedder)
-        similarity = vectors @ vectors.T
         half = window // 2
         refined = []
         for index in range(len(captions)):
             lo, hi = max(0, index - half), min(len(captions), index + half + 1)
-            block = similarity[lo:hi, lo:hi]
+            block = vectors[lo:hi] @ vectors[lo:hi].T  # the window's similarities only: memory linear in length
             agreement = (block.sum(axis=1) - 1.0) / max(1, hi - lo - 1)
             refined.append(captions[lo + int(np.argmax(agreement))])
         return refined

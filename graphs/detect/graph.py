@@ -58,6 +58,7 @@ from sleuth.memory.scenes import SceneStore
 from sleuth.tools.captioners.structured import StructuredDescriber, describe_clip
 from sleuth.tools.captioners.windows import caption_positions
 from sleuth.tools.frames import Frame, FrameReader, VideoError, VideoInfo, frames_at, is_stream
+from sleuth.tools.heap import release_memory
 from sleuth.tools.proposer import ProposalScores, Proposer, ProposerStore
 from sleuth.tools.proposer.stream import ScoredChunk, StreamScorer
 
@@ -225,6 +226,8 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
         if scores is None:
             raise no_frames_error(source)
         warnings = [source.shortfall] if source.shortfall else []  # only with allow_partial: else it raised
+        chunk = chunks = None  # the last chunk's frames go, and the freed memory back to the system
+        release_memory()
         threshold = float(scores.threshold if scores.threshold is not None else np.percentile(z, 95))
         gate = gate_threshold(scores, z, config.gate_percentile)
         return {"warnings": warnings, "indices": indices, "times": times, "proposer_z": z,
@@ -274,6 +277,7 @@ def build_graph(runtime: Runtime, config: VideoDetectConfig | None = None, *, pr
                                  config=reasoning, runtime=runtime,
                                  thread_id=f"{run_thread()}:reason", progress=progress)
         rules = runtime.memory.get(state["scene"], result.rules_version) if result.rules_version else None
+        release_memory()  # the embeddings and the LLM's buffers of the judgment
         return {"frames": [frame.model_dump() for frame in result.frames],
                 "events": [event.model_dump() for event in result.events],
                 "dismissed": [event.model_dump() for event in result.dismissed],

@@ -19,14 +19,13 @@ score is ``lookahead`` frames plus the time to score a window.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from sleuth.tools.frames import Frame
+from sleuth.tools.heap import release_memory
 from sleuth.tools.objects import ObjectStage
 from sleuth.tools.proposer import data
 from sleuth.tools.proposer.proposer import ObjectScore, ProposalScores, Proposer, ProposerError, _set_threads
@@ -129,24 +128,6 @@ class StreamScorer:
 
 
 TRIM_EVERY = 128  # frames between two returns of freed heap memory to the system
-
-
-@functools.cache
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, Windows, musl): nothing to do
-        return None
-
-
-def release_memory() -> None:
-    """Give the heap memory freed since the last call back to the system. glibc keeps it otherwise:
-    streaming 1,536 frames of vtest.avi, the scorer's memory crept from 690 to 1,033 MB without this
-    and stayed at 591-611 MB with it, every 128 frames (docs/benchmarks.md)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def _copy(scored: ObjectScore) -> ObjectScore:
